@@ -1,0 +1,247 @@
+"""The ``prestop`` command line: declares options, builds the config, maps outcomes to exit codes.
+
+Exit codes: 0 done; 1 unexpected error; 2 bad input or config (nothing touched);
+3 done but degraded (registry unreachable or refused us, or the app did not stop).
+Every option can also come from ``PRESTOP_<NAME>``; see :mod:`agent.config` for the fallbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from agent import __version__
+from agent.exceptions import AgentError, ConfigError
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_DEGRADED = 0, 1, 2, 3
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _opt(name: str, help_text: str, **kwargs: Any) -> Callable[[F], F]:
+    flag = "--" + name.replace("_", "-")
+    env = "PRESTOP_" + name.upper()
+    return click.option(flag, name, default=None, help=f"{help_text} [env: {env}]", **kwargs)
+
+
+def registry_options(fn: F) -> F:
+    options = [
+        _opt(
+            "nacos_addr",
+            "Nacos host:port[,host:port...], optional http(s):// and context path. "
+            "Falls back to NACOS_SERVER_ADDR / SPRING_CLOUD_NACOS_DISCOVERY_SERVER_ADDR.",
+        ),
+        _opt("context_path", "Context path when the address has none (default /nacos)."),
+        _opt("namespace", "Namespace id (default public)."),
+        _opt("group", "Group (default DEFAULT_GROUP)."),
+        _opt("cluster", "Cluster (default DEFAULT)."),
+        _opt("service", "Service name (falls back to SPRING_APPLICATION_NAME)."),
+        _opt("ip", "The instance's IP (falls back to POD_IP, then podip)."),
+        _opt("port", "The instance's port (falls back to SERVER_PORT, then 8080)."),
+        _opt("username", "Nacos username (falls back to NACOS_USERNAME)."),
+        _opt("password", "Nacos password; prefer --password-file or NACOS_PASSWORD."),
+        _opt("password_file", "File holding the Nacos password (e.g. a mounted Secret)."),
+        _opt("http_timeout", "Most seconds one HTTP call may take (default 3)."),
+        _opt("budget", "Most seconds the whole command may take (default 25)."),
+        _opt("log_format", "auto (JSON unless a TTY), json or console."),
+        click.option(
+            "--log-to-pid1/--no-log-to-pid1",
+            "log_to_pid1",
+            default=None,
+            help="Also write log lines to PID 1's stdout so they reach `kubectl logs` "
+            "(default on). [env: PRESTOP_LOG_TO_PID1]",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def drain_options(fn: F) -> F:
+    options = [
+        _opt("actuator_url", "Actuator base URL (default http://127.0.0.1:<port>/actuator)."),
+        _opt("metrics_url", "Prometheus endpoint (default <actuator-url>/prometheus)."),
+        _opt(
+            "shutdown",
+            "How to stop the app: actuator (POST /shutdown), signal (SIGTERM) or none.",
+            type=click.Choice(["actuator", "signal", "none"]),
+        ),
+        _opt("signal_target", "PID or process name to SIGTERM with --shutdown signal (default 1)."),
+        _opt("min_wait", "Never drain for less than this many seconds (default 2)."),
+        _opt("max_wait", "Never drain for more than this many seconds (default 60)."),
+        _opt("quiet_window", "Seconds without a new request that count as quiet (default 3)."),
+        _opt("poll_interval", "Seconds between traffic samples (default 0.5)."),
+        _opt("shutdown_timeout", "Seconds kept at the end for the app to stop (default 5)."),
+        _opt("confirm_timeout", "Most seconds to wait for consumers' view to drop us (10)."),
+        click.option(
+            "--dry-run/--no-dry-run",
+            "dry_run",
+            default=None,
+            help="Say what would be done; touch nothing. [env: PRESTOP_DRY_RUN]",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _fail_config(exc: ConfigError) -> NoReturn:
+    click.echo(f"prestop: error: {exc}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def _load(flags: dict[str, Any]) -> Any:
+    from agent import config, logs
+
+    try:
+        cfg = config.load(flags, os.environ)
+    except ConfigError as exc:
+        _fail_config(exc)
+    logs.configure(log_format=cfg.log_format, to_pid1=cfg.log_to_pid1)
+    return cfg
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", "-V", prog_name="prestop")
+def cli() -> None:
+    """Take a pod's instance out of Nacos, drain it, then stop the app: zero lost requests."""
+
+
+@cli.command()
+@registry_options
+@drain_options
+def drain(**flags: Any) -> None:
+    """The preStop sequence: take out, confirm, drain, shut the app down (exit 0/2/3)."""
+    from agent import wiring
+    from agent.logs import get_logger
+    from agent.sequence import run_drain
+
+    cfg = _load(flags)
+    log = get_logger(command="drain", instance=cfg.nacos.instance, service=cfg.nacos.service)
+    log.info("config_loaded", **cfg.redacted())
+    if cfg.dry_run:
+        log.info(
+            "dry_run_plan",
+            steps=[
+                f"take {cfg.nacos.instance} out of {cfg.nacos.group}@@{cfg.nacos.service} "
+                f"on {', '.join(str(s) for s in cfg.nacos.servers)} (enabled=false)",
+                "confirm consumers' instance list no longer has it",
+                f"drain: sample {cfg.metrics_url} until quiet for {cfg.quiet_window:g}s "
+                f"(min {cfg.min_wait:g}s, max {cfg.max_wait:g}s)",
+                f"shut down: {cfg.shutdown}"
+                + (f" ({cfg.actuator_url}/shutdown)" if cfg.shutdown == "actuator" else ""),
+                f"all within {cfg.budget:g}s",
+            ],
+        )
+        log.info("prestop_summary", outcome="dry_run", exit_code=EXIT_OK)
+        sys.exit(EXIT_OK)
+    deps, plan, clients = wiring.build(cfg)
+    try:
+        outcome = run_drain(deps, plan)
+    finally:
+        for client in clients:
+            client.close()
+    log.info("prestop_summary", **outcome.summary())
+    sys.exit(outcome.exit_code)
+
+
+def _registry_command(flags: dict[str, Any], command: str) -> tuple[Any, Any, Any]:
+    from agent import wiring
+    from agent.deadline import Deadline, SystemClock
+    from agent.logs import get_logger
+
+    cfg = _load(flags)
+    clock = SystemClock()
+    http = wiring.http_client()
+    registry = wiring.build_registry(cfg.nacos, http, clock, cfg.http_timeout)
+    log = get_logger(command=command, instance=cfg.nacos.instance, service=cfg.nacos.service)
+    return registry, Deadline.after(clock, cfg.budget), log
+
+
+def _switch(flags: dict[str, Any], enabled: bool) -> None:
+    from agent.exceptions import RegistryError
+    from agent.retrying import call_with_retries
+
+    command = "up" if enabled else "down"
+    registry, deadline, log = _registry_command(flags, command)
+    try:
+        fn = registry.put_back if enabled else registry.take_out
+        result = call_with_retries(lambda: fn(deadline), deadline)
+    except (RegistryError, AgentError) as exc:
+        log.error(f"{command}_failed", error=str(exc), error_type=type(exc).__name__)
+        log.info("prestop_summary", outcome="degraded", exit_code=EXIT_DEGRADED)
+        sys.exit(EXIT_DEGRADED)
+    log.info(
+        "prestop_summary",
+        outcome="ok",
+        exit_code=EXIT_OK,
+        enabled=enabled,
+        method=result.method,
+        weight=result.before.weight,
+        server_version=result.server_version,
+        already=result.already_out,
+    )
+    sys.exit(EXIT_OK)
+
+
+@cli.command()
+@registry_options
+def up(**flags: Any) -> None:
+    """Put the instance back in service (enabled=true), keeping weight and metadata."""
+    _switch(flags, True)
+
+
+@cli.command()
+@registry_options
+def down(**flags: Any) -> None:
+    """Take the instance out of service for maintenance, without stopping the app."""
+    _switch(flags, False)
+
+
+@cli.command()
+@registry_options
+def status(**flags: Any) -> None:
+    """Print what the registry shows for this instance, as admins and as consumers see it."""
+    registry, deadline, log = _registry_command(flags, "status")
+    try:
+        info = registry.status(deadline)
+    except AgentError as exc:
+        log.error("status_failed", error=str(exc), error_type=type(exc).__name__)
+        sys.exit(EXIT_DEGRADED)
+    click.echo(json.dumps(info, indent=2, sort_keys=True))
+    sys.exit(EXIT_OK)
+
+
+def _register_lab() -> None:
+    from agent.lab.cli import lab
+
+    cli.add_command(lab)
+
+
+_register_lab()
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point: one-line errors for bad usage (exit 2), exit 1 for the unexpected."""
+    try:
+        cli.main(args=argv, prog_name="prestop", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(EXIT_ERROR)
+    except click.ClickException as exc:
+        click.echo(f"prestop: error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_CONFIG if isinstance(exc, click.UsageError) else exc.exit_code)
+    except ConfigError as exc:
+        _fail_config(exc)
+    except Exception as exc:  # noqa: BLE001 - the one place that maps the unexpected to exit 1
+        from agent.logs import get_logger
+
+        get_logger().exception("unexpected_error", error=str(exc), error_type=type(exc).__name__)
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_OK)

@@ -1,0 +1,480 @@
+"""Configuration: flags > ``PRESTOP_*`` env > the app's own env > defaults, checked before any I/O.
+
+Every option is described once in ``OPTIONS``; :func:`load` resolves each value from the first
+source that has it, remembers where it came from (so an error can say ``PRESTOP_PORT='abc'``),
+parses it and returns a frozen :class:`Config`. A bad value raises :class:`ConfigError` with one
+line naming the field and the fix. No network I/O here; the only file read is ``--password-file``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from agent.exceptions import ConfigError
+
+ShutdownMode = Literal["actuator", "signal", "none"]
+LogFormat = Literal["auto", "json", "console"]
+
+DEFAULT_NACOS_PORT = 8848
+DEFAULT_CONTEXT_PATH = "/nacos"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag name and the env variables consulted after ``PRESTOP_<NAME>``."""
+
+    name: str
+    app_env: tuple[str, ...] = ()
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "PRESTOP_" + self.name.upper()
+
+
+# The app's own variables are those a Spring Cloud Alibaba app already has in its pod spec
+# (relaxed binding turns spring.cloud.nacos.discovery.server-addr into ..._SERVER_ADDR and
+# ..._SERVERADDR alike), so the agent needs no second copy of them.
+_D = "SPRING_CLOUD_NACOS_DISCOVERY_"
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "nacos_addr",
+        (
+            "NACOS_SERVER_ADDR",
+            _D + "SERVER_ADDR",
+            _D + "SERVERADDR",
+            "SPRING_CLOUD_NACOS_SERVER_ADDR",
+            "SPRING_CLOUD_NACOS_SERVERADDR",
+        ),
+    ),
+    Option("context_path", ("NACOS_CONTEXT_PATH",)),
+    Option("namespace", (_D + "NAMESPACE", "NACOS_NAMESPACE")),
+    Option("group", (_D + "GROUP", "NACOS_GROUP")),
+    Option("cluster", (_D + "CLUSTER_NAME", _D + "CLUSTERNAME", _D + "CLUSTER")),
+    Option("service", (_D + "SERVICE", "SPRING_APPLICATION_NAME")),
+    Option("ip", (_D + "IP", "POD_IP", "podip")),
+    Option("port", (_D + "PORT", "SERVER_PORT")),
+    Option("username", ("NACOS_USERNAME", _D + "USERNAME", "SPRING_CLOUD_NACOS_USERNAME")),
+    Option(
+        "password",
+        ("NACOS_PASSWORD", _D + "PASSWORD", "SPRING_CLOUD_NACOS_PASSWORD"),
+        secret=True,
+    ),
+    Option("password_file"),
+    Option("actuator_url"),
+    Option("metrics_url"),
+    Option("shutdown"),
+    Option("signal_target"),
+    Option("budget"),
+    Option("min_wait"),
+    Option("max_wait"),
+    Option("quiet_window"),
+    Option("poll_interval"),
+    Option("shutdown_timeout"),
+    Option("http_timeout"),
+    Option("confirm_timeout"),
+    Option("dry_run"),
+    Option("log_to_pid1"),
+    Option("log_format"),
+)
+OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A raw value and where it came from, for error messages."""
+
+    value: str
+    source: str  # "--port", "PRESTOP_PORT", "SERVER_PORT" or "default"
+
+
+def resolve(
+    name: str, flags: Mapping[str, object | None], environ: Mapping[str, str]
+) -> Resolved | None:
+    """The raw value of one option from the first source that sets it (empty env is unset)."""
+    opt = OPTIONS_BY_NAME[name]
+    flag_value = flags.get(name)
+    if flag_value is not None:
+        if isinstance(flag_value, bool):
+            return Resolved("true" if flag_value else "false", opt.flag)
+        return Resolved(str(flag_value), opt.flag)
+    for env in (opt.env, *opt.app_env):
+        value = environ.get(env)
+        if value is not None and value.strip() != "":
+            return Resolved(value.strip(), env)
+    return None
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """One Nacos server: ``base_url`` includes the scheme and the context path."""
+
+    base_url: str
+
+    def __str__(self) -> str:
+        return self.base_url
+
+
+@dataclass(frozen=True)
+class NacosSettings:
+    servers: tuple[ServerAddress, ...]
+    namespace: str
+    group: str
+    cluster: str
+    service: str
+    ip: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def instance(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    nacos: NacosSettings
+    actuator_url: str
+    metrics_url: str
+    shutdown: ShutdownMode = "actuator"
+    signal_target: str = "1"
+    budget: float = 25.0
+    min_wait: float = 2.0
+    max_wait: float = 60.0
+    quiet_window: float = 3.0
+    poll_interval: float = 0.5
+    shutdown_timeout: float = 5.0
+    http_timeout: float = 3.0
+    confirm_timeout: float = 10.0
+    dry_run: bool = False
+    log_to_pid1: bool = True
+    log_format: LogFormat = "auto"
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration for the start-up log line, secrets masked."""
+        out: dict[str, Any] = {}
+        for f in fields(NacosSettings):
+            value = getattr(self.nacos, f.name)
+            if f.name == "password":
+                value = "<provided-not-displayed>" if value else None
+            elif f.name == "servers":
+                value = [str(s) for s in value]
+            out[f.name] = value
+        for f in fields(Config):
+            if f.name in ("nacos", "sources"):
+                continue
+            out[f.name] = getattr(self, f.name)
+        return out
+
+
+# --- parsing helpers: each raises ConfigError naming the option, the source and the fix ---
+
+
+def _fail(opt: str, r: Resolved | None, problem: str, fix: str) -> ConfigError:
+    flag = OPTIONS_BY_NAME[opt].flag if opt in OPTIONS_BY_NAME else opt
+    where = ""
+    if r is not None and r.source != "default":
+        shown = "<hidden>" if OPTIONS_BY_NAME.get(opt, Option(opt)).secret else repr(r.value)
+        where = f" {shown} from {r.source}" if not r.source.startswith("--") else f" {shown}"
+    return ConfigError(f"{flag}{where}: {problem}; {fix}")
+
+
+def _env_hint(opt: str) -> str:
+    o = OPTIONS_BY_NAME[opt]
+    return f"set {o.flag} or {o.env}"
+
+
+def _number(
+    opt: str, r: Resolved | None, default: float, *, minimum: float = 0.0, allow_zero: bool = True
+) -> float:
+    if r is None:
+        return default
+    try:
+        value = float(r.value)
+    except ValueError:
+        raise _fail(opt, r, "not a number", f"give seconds as a number, e.g. {default:g}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise _fail(opt, r, "not a finite number", f"give seconds as a number, e.g. {default:g}")
+    if value < minimum or (not allow_zero and value == 0):
+        bound = f"greater than {minimum:g}" if not allow_zero else f"at least {minimum:g}"
+        raise _fail(opt, r, f"must be {bound}", f"give seconds, e.g. {default:g}")
+    return value
+
+
+def _bool(opt: str, r: Resolved | None, default: bool) -> bool:
+    if r is None:
+        return default
+    v = r.value.lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise _fail(opt, r, "not a boolean", "use true or false")
+
+
+def _port(opt: str, r: Resolved | None, default: int) -> int:
+    if r is None:
+        return default
+    try:
+        value = int(r.value)
+    except ValueError:
+        raise _fail(opt, r, "not a port number", "give an integer from 1 to 65535") from None
+    if not 1 <= value <= 65535:
+        raise _fail(opt, r, "out of range", "give an integer from 1 to 65535")
+    return value
+
+
+def _url(opt: str, r: Resolved) -> str:
+    parts = urlsplit(r.value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _fail(opt, r, "not an http(s) URL", "give a URL like http://127.0.0.1:8081/actuator")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise _fail(opt, r, "has an invalid port", "give a port from 1 to 65535") from None
+    return r.value.rstrip("/")
+
+
+def parse_servers(raw: Resolved, context_path: str) -> tuple[ServerAddress, ...]:
+    """``host:port[,host:port...]`` with an optional scheme and context path per entry."""
+    servers: list[ServerAddress] = []
+    for item in raw.value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        text = item if "://" in item else "http://" + item
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _fail(
+                "nacos_addr", raw, f"{item!r} is not host:port", "give e.g. nacos.infra:8848"
+            )
+        if parts.username or parts.password:
+            # Credentials in a URL end up in logs and process lists; we take them separately.
+            raise _fail(
+                "nacos_addr",
+                Resolved("<hidden>", raw.source),
+                "must not contain credentials",
+                "use --username and --password-file",
+            )
+        try:
+            port = parts.port or DEFAULT_NACOS_PORT
+        except ValueError:
+            raise _fail(
+                "nacos_addr", raw, f"{item!r} has an invalid port", "give a port from 1 to 65535"
+            ) from None
+        path = parts.path.rstrip("/") or context_path
+        host = parts.hostname
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        servers.append(ServerAddress(f"{parts.scheme}://{host}:{port}{path}"))
+    if not servers:
+        raise _fail("nacos_addr", raw, "is empty", "give host:port, e.g. nacos.infra:8848")
+    return tuple(servers)
+
+
+def _detect_ip() -> str | None:
+    """The pod IP from /etc/hosts (kubelet maps the pod's hostname to it), never a loopback."""
+    try:
+        ip = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return None
+    return None if ipaddress.ip_address(ip).is_loopback else ip
+
+
+def _read_password_file(r: Resolved) -> str:
+    try:
+        text = Path(r.value).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise _fail(
+            "password_file", r, f"cannot be read ({reason})", "mount the Secret file readable"
+        ) from None
+    # Secret volumes often carry a trailing newline that is not part of the password.
+    return text.rstrip("\r\n")
+
+
+def _password(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> str | None:
+    """An explicit password beats a file at the same level; flags beat PRESTOP_* beat app env."""
+    pw, pf = OPTIONS_BY_NAME["password"], OPTIONS_BY_NAME["password_file"]
+    if flags.get("password") is not None and flags.get("password_file") is not None:
+        raise ConfigError("--password and --password-file: give only one; prefer --password-file")
+    if flags.get("password") is not None:
+        return str(flags["password"])
+    if flags.get("password_file") is not None:
+        return _read_password_file(Resolved(str(flags["password_file"]), pf.flag))
+    if environ.get(pw.env):
+        return environ[pw.env]
+    if environ.get(pf.env):
+        return _read_password_file(Resolved(environ[pf.env], pf.env))
+    for env in pw.app_env:
+        if environ.get(env):
+            return environ[env]
+    return None
+
+
+def load_nacos(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> NacosSettings:
+    """The registry part of the configuration (used by drain, up, status and serve)."""
+
+    def r(name: str) -> Resolved | None:
+        return resolve(name, flags, environ)
+
+    addr = r("nacos_addr")
+    if addr is None:
+        raise ConfigError(
+            "--nacos-addr: not set; set --nacos-addr, PRESTOP_NACOS_ADDR or NACOS_SERVER_ADDR "
+            "(host:port[,host:port])"
+        )
+    ctx_r = r("context_path")
+    context_path = "/" + ctx_r.value.strip("/") if ctx_r else DEFAULT_CONTEXT_PATH
+    if context_path == "/":
+        context_path = ""
+    servers = parse_servers(addr, context_path)
+
+    service_r = r("service")
+    if service_r is None:
+        raise ConfigError(
+            "--service: not set; set --service, PRESTOP_SERVICE or SPRING_APPLICATION_NAME"
+        )
+    service, group_from_name = service_r.value, None
+    if "@@" in service:
+        group_from_name, service = service.split("@@", 1)
+    if not service or any(c.isspace() for c in service):
+        raise _fail("service", service_r, "is not a valid service name", _env_hint("service"))
+    group_r = r("group")
+    group = group_r.value if group_r else (group_from_name or "DEFAULT_GROUP")
+
+    ip_r = r("ip")
+    if ip_r is None:
+        detected = _detect_ip()
+        if detected is None:
+            raise ConfigError(
+                "--ip: not set and not detectable; set --ip or PRESTOP_IP, or pass POD_IP "
+                "through the downward API (fieldRef: status.podIP)"
+            )
+        ip = detected
+    else:
+        ip = ip_r.value
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise _fail("ip", ip_r, "is not an IP address", "give the pod IP, e.g. 10.1.2.3") from (
+                None
+            )
+
+    namespace_r = r("namespace")
+    cluster_r = r("cluster")
+    user_r = r("username")
+    password = _password(flags, environ)
+    if password is not None and user_r is None:
+        raise ConfigError("--username: not set but a password is; set --username or NACOS_USERNAME")
+    if user_r is not None and password is None:
+        raise ConfigError(
+            "--password: not set but a username is; set --password-file or NACOS_PASSWORD"
+        )
+    return NacosSettings(
+        servers=servers,
+        namespace=namespace_r.value if namespace_r else "public",
+        group=group,
+        cluster=cluster_r.value if cluster_r else "DEFAULT",
+        service=service,
+        ip=ip,
+        port=_port("port", r("port"), 8080),
+        username=user_r.value if user_r else None,
+        password=password,
+    )
+
+
+def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Config:
+    """Resolve, parse and validate the whole configuration."""
+
+    def r(name: str) -> Resolved | None:
+        return resolve(name, flags, environ)
+
+    nacos = load_nacos(flags, environ)
+
+    actuator_r = r("actuator_url")
+    if actuator_r is not None:
+        actuator_url = _url("actuator_url", actuator_r)
+    else:
+        mgmt = resolve_env_port("MANAGEMENT_SERVER_PORT", environ) or nacos.port
+        base_path = environ.get("MANAGEMENT_ENDPOINTS_WEB_BASE_PATH", "/actuator").strip() or "/"
+        base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
+        actuator_url = f"http://127.0.0.1:{mgmt}{base_path}"
+    metrics_r = r("metrics_url")
+    metrics_url = (
+        _url("metrics_url", metrics_r) if metrics_r is not None else actuator_url + "/prometheus"
+    )
+
+    shutdown_r = r("shutdown")
+    shutdown: ShutdownMode = "actuator"
+    if shutdown_r is not None:
+        if shutdown_r.value not in ("actuator", "signal", "none"):
+            raise _fail("shutdown", shutdown_r, "unknown mode", "use actuator, signal or none")
+        shutdown = shutdown_r.value  # type: ignore[assignment]
+    target_r = r("signal_target")
+    signal_target = target_r.value if target_r else "1"
+
+    budget = _number("budget", r("budget"), 25.0, allow_zero=False)
+    min_wait = _number("min_wait", r("min_wait"), 2.0)
+    max_wait = _number("max_wait", r("max_wait"), 60.0)
+    if min_wait > max_wait:
+        raise ConfigError(
+            f"--min-wait {min_wait:g} is greater than --max-wait {max_wait:g}; "
+            "lower --min-wait or raise --max-wait"
+        )
+    log_format_r = r("log_format")
+    log_format: LogFormat = "auto"
+    if log_format_r is not None:
+        if log_format_r.value not in ("auto", "json", "console"):
+            raise _fail("log_format", log_format_r, "unknown format", "use auto, json or console")
+        log_format = log_format_r.value  # type: ignore[assignment]
+
+    sources = {o.name: res.source for o in OPTIONS if (res := r(o.name)) is not None}
+    return Config(
+        nacos=nacos,
+        actuator_url=actuator_url,
+        metrics_url=metrics_url,
+        shutdown=shutdown,
+        signal_target=signal_target,
+        budget=budget,
+        min_wait=min_wait,
+        max_wait=max_wait,
+        quiet_window=_number("quiet_window", r("quiet_window"), 3.0),
+        poll_interval=_number("poll_interval", r("poll_interval"), 0.5, minimum=0.01),
+        shutdown_timeout=_number("shutdown_timeout", r("shutdown_timeout"), 5.0),
+        http_timeout=_number("http_timeout", r("http_timeout"), 3.0, allow_zero=False),
+        confirm_timeout=_number("confirm_timeout", r("confirm_timeout"), 10.0),
+        dry_run=_bool("dry_run", r("dry_run"), False),
+        log_to_pid1=_bool("log_to_pid1", r("log_to_pid1"), True),
+        log_format=log_format,
+        sources=sources,
+    )
+
+
+def resolve_env_port(name: str, environ: Mapping[str, str]) -> int | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    return _port_env(name, raw)
+
+
+def _port_env(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: not a port number; give an integer 1-65535") from None
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{name}={raw!r}: out of range; give an integer 1-65535")
+    return value

@@ -1,0 +1,77 @@
+"""Time as a dependency: the Clock protocol and the one Deadline every step is bounded by.
+
+Kubernetes starts the grace-period countdown before the preStop hook runs, so every wait and
+every HTTP call in the agent takes its timeout from a single Deadline built from ``--budget``.
+No I/O here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """A monotonic clock and a way to wait on it; tests pass a fake that advances on sleep."""
+
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real monotonic clock."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """An absolute point on a Clock's timeline; everything derives its timeouts from it."""
+
+    clock: Clock
+    at: float
+
+    @classmethod
+    def after(cls, clock: Clock, seconds: float) -> Deadline:
+        return cls(clock, clock.now() + seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - self.clock.now())
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+    def timeout(self, cap: float) -> float:
+        """The timeout for one operation: at most ``cap``, never past the deadline."""
+        return min(cap, self.remaining())
+
+    def sub(self, seconds: float) -> Deadline:
+        """A nested deadline that ends ``seconds`` from now or with this one, whichever is first."""
+        return Deadline(self.clock, min(self.at, self.clock.now() + max(0.0, seconds)))
+
+    def minus(self, reserve: float) -> Deadline:
+        """This deadline moved ``reserve`` seconds earlier, to keep time for later steps."""
+        return Deadline(self.clock, self.at - max(0.0, reserve))
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but never past the deadline."""
+        self.clock.sleep(min(seconds, self.remaining()))
+
+
+class Stopwatch:
+    """Measures a duration on a Clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._now: Callable[[], float] = clock.now
+        self._start = clock.now()
+
+    def elapsed(self) -> float:
+        return self._now() - self._start

@@ -1,0 +1,126 @@
+"""Traffic signals: where the drain policy's samples come from.
+
+``PrometheusSignal`` reads Spring Boot / Micrometer names from any Prometheus text endpoint.
+Requests to ``/actuator/**`` (our own scrapes, kubelet probes) are not business traffic and are
+left out of the count.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from agent.deadline import Deadline
+
+REQUESTS_COUNT = "http_server_requests_seconds_count"
+ACTIVE_COUNT = "http_server_requests_active_seconds_active_count"
+BUSY_THREADS = "tomcat_threads_busy_threads"
+
+# Micrometer's LongTaskTimer and Tomcat's busy-thread gauge count the scrape that reads them.
+_SELF_SCRAPE = 1.0
+
+
+class SignalUnavailable(Exception):
+    """The signal could not be read this time."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    requests: float | None
+    in_flight: float | None
+
+
+class TrafficSignal(Protocol):
+    name: str
+
+    def read(self, deadline: Deadline) -> Reading: ...
+
+
+_LINE = re.compile(
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)(?:\s+\S+)?$"
+)
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+def parse_prometheus(text: str) -> Iterator[Metric]:
+    """Samples of the Prometheus text format (comments and malformed lines are skipped)."""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if m is None:
+            continue
+        try:
+            value = float(m.group("value"))
+        except ValueError:
+            continue
+        labels = {
+            k: v.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
+            for k, v in _LABEL.findall(m.group("labels") or "")
+        }
+        yield Metric(m.group("name"), labels, value)
+
+
+def _business(metric: Metric) -> bool:
+    return not metric.labels.get("uri", "").startswith("/actuator")
+
+
+def reading_from_prometheus(
+    text: str,
+    *,
+    requests_metric: str = REQUESTS_COUNT,
+    active_metric: str = ACTIVE_COUNT,
+    busy_metric: str = BUSY_THREADS,
+) -> Reading:
+    requests: float | None = None
+    active: float | None = None
+    busy: float | None = None
+    for metric in parse_prometheus(text):
+        if metric.name == requests_metric and _business(metric):
+            requests = (requests or 0.0) + metric.value
+        elif metric.name == active_metric and _business(metric):
+            active = (active or 0.0) + metric.value
+        elif metric.name == busy_metric:
+            busy = (busy or 0.0) + metric.value
+    gauge = active if active is not None else busy
+    in_flight = None if gauge is None else max(0.0, gauge - _SELF_SCRAPE)
+    if requests is None and in_flight is None:
+        raise SignalUnavailable(f"none of {requests_metric}, {active_metric}, {busy_metric} found")
+    if requests is None and active is not None:
+        requests = 0.0  # the app has served no business request yet: the series appear later
+    return Reading(requests=requests, in_flight=in_flight)
+
+
+class PrometheusSignal:
+    """Request count and in-flight gauge from a Prometheus endpoint such as /actuator/prometheus."""
+
+    name = "prometheus"
+
+    def __init__(self, url: str, http: httpx.Client, *, http_timeout: float = 2.0) -> None:
+        self.url = url
+        self._http = http
+        self._http_timeout = http_timeout
+
+    def read(self, deadline: Deadline) -> Reading:
+        timeout = deadline.timeout(self._http_timeout)
+        if timeout <= 0.01:
+            raise SignalUnavailable("no time left")
+        try:
+            response = self._http.get(self.url, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise SignalUnavailable(f"{type(exc).__name__} reading {self.url}") from None
+        if response.status_code != 200:
+            raise SignalUnavailable(f"HTTP {response.status_code} from {self.url}")
+        return reading_from_prometheus(response.text)

@@ -1,0 +1,52 @@
+"""The agent's exception tree. Adapters translate library errors (httpx, OS) into these.
+
+::
+
+    AgentError
+    ├── ConfigError               bad flag or env value; exit 2, nothing touched
+    ├── DeadlineExceeded          the budget ran out before a step could finish
+    ├── RegistryError             anything the registry step can fail with (fail open)
+    │   ├── RegistryUnavailable   transport error, 5xx or 503 on every address (transient: retried)
+    │   ├── AuthError             login refused or a token not accepted after a re-login
+    │   ├── InstanceNotFound      our ip:port is not registered: nothing is written
+    │   └── RegistryRejected      a 4xx we did not expect (the message says which call)
+    └── ShutdownError             the app could not be asked to stop
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """A flag or env value is missing or invalid; the message names the field and the fix."""
+
+
+class DeadlineExceeded(AgentError):
+    """The budget ran out."""
+
+
+class RegistryError(AgentError):
+    """The registry step failed; the sequence carries on (fail open)."""
+
+
+class RegistryUnavailable(RegistryError):
+    """No registry address answered usefully (network error, timeout, 5xx)."""
+
+
+class AuthError(RegistryError):
+    """The registry refused our credentials or token."""
+
+
+class InstanceNotFound(RegistryError):
+    """The instance is not registered; writing would create a record that never expires."""
+
+
+class RegistryRejected(RegistryError):
+    """The registry answered a request with an unexpected client error."""
+
+
+class ShutdownError(AgentError):
+    """The app's shutdown could not be triggered."""

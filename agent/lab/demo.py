@@ -1,0 +1,197 @@
+"""``prestop lab``: the whole preStop sequence on loopback, with real processes.
+
+A Nacos emulator, two demo app instances registered in it, and a consumer load-balancing over
+what Nacos says; then ``prestop drain`` runs as a real subprocess against one instance while
+the consumer keeps sending requests. The result says how many requests failed (the goal: 0).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.lab import procs
+from agent.lab.consumer import Consumer, ConsumerConfig
+from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
+
+SERVICE = "demo"
+LAB_USER, LAB_PASSWORD = "nacos", "lab-only-password"
+
+
+@dataclass
+class DemoSettings:
+    flavour: str = "2.x"
+    auth: bool = False
+    rate: float = 50.0
+    staleness: float = 1.0  # consumer's poll interval
+    budget: float = 20.0
+    latency_ms: float = 20.0
+    push_delay: float = 0.5
+
+
+@dataclass
+class DemoResult:
+    requests: int
+    ok: int
+    errors: int
+    errors_by_kind: dict[str, int]
+    per_instance: dict[str, int]
+    agent_exit_code: int | None
+    agent_duration_s: float
+    time_to_invisible_s: float | None
+    drain_s: float | None
+    drain_reason: str | None
+    requests_after_take_out: float | None
+    shutdown_confirmed: bool
+    app_exit_code: int | None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.errors == 0 and self.agent_exit_code == 0 and self.shutdown_confirmed
+
+
+def _summary_line(lines: list[str]) -> dict[str, Any]:
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "prestop_summary":
+            return event
+    return {}
+
+
+def start_app(nacos_addr: str, port: int, latency_ms: float, *extra: str) -> procs.Proc:
+    app = procs.start(
+        f"app-{port}",
+        procs.python_module(
+            "agent.lab.demo_app",
+            "--port",
+            str(port),
+            "--nacos-addr",
+            nacos_addr,
+            "--service",
+            SERVICE,
+            "--ip",
+            "127.0.0.1",
+            "--latency-ms",
+            str(latency_ms),
+            *extra,
+        ),
+        ready_marker="DEMO_APP_READY",
+    )
+    app.wait_ready(20)
+    return app
+
+
+def agent_env(nacos_addr: str, port: int, budget: float, auth: bool) -> dict[str, str]:
+    env = {
+        "PRESTOP_NACOS_ADDR": nacos_addr,
+        "PRESTOP_SERVICE": SERVICE,
+        "PRESTOP_IP": "127.0.0.1",
+        "PRESTOP_PORT": str(port),
+        "PRESTOP_BUDGET": str(budget),
+        "PRESTOP_LOG_FORMAT": "json",
+        "PRESTOP_LOG_TO_PID1": "false",
+    }
+    if auth:
+        env |= {"PRESTOP_USERNAME": LAB_USER, "PRESTOP_PASSWORD": LAB_PASSWORD}
+    return env
+
+
+def run_demo(settings: DemoSettings) -> DemoResult:
+    config = EmulatorConfig(
+        flavour=settings.flavour,  # type: ignore[arg-type]
+        auth_enabled=settings.auth,
+        users={LAB_USER: LAB_PASSWORD},
+        push_delay=settings.push_delay,
+    )
+    apps: list[procs.Proc] = []
+    with NacosEmulator(config) as nacos:
+        try:
+            ports = [procs.free_port(), procs.free_port()]
+            apps = [start_app(nacos.addr, p, settings.latency_ms) for p in ports]
+            if not procs.wait_for(lambda: len(nacos.consumer_view(SERVICE)) == 2, 10):
+                raise RuntimeError("the demo apps did not show up in the emulator")
+            consumer = Consumer(
+                ConsumerConfig(
+                    nacos_url=nacos.url,
+                    service=SERVICE,
+                    api="v3" if settings.flavour == "3.x" else "v1",
+                    refresh_interval=settings.staleness,
+                    rate=settings.rate,
+                    duration=settings.budget + 60,
+                )
+            )
+            with consumer:
+                time.sleep(2.0)  # both instances take traffic before the drain starts
+                agent = procs.start(
+                    "prestop-drain",
+                    procs.prestop_argv("drain"),
+                    env=agent_env(nacos.addr, ports[0], settings.budget, settings.auth),
+                )
+                started = time.monotonic()
+                agent_rc = agent.wait(settings.budget + 10)
+                agent_duration = time.monotonic() - started
+                if agent_rc is None:
+                    agent.kill()
+                app_rc = apps[0].wait(10)
+                time.sleep(1.0)  # the consumer keeps going: any late request would fail now
+            stats = consumer.stats()
+        finally:
+            for app in apps:
+                app.kill()
+    summary = _summary_line(agent.lines)
+    phases = summary.get("phases", {})
+    confirm, drain, shutdown = (phases.get(k, {}) for k in ("confirm", "drain", "shutdown"))
+    return DemoResult(
+        requests=int(stats["total"]),
+        ok=int(stats["ok"]),
+        errors=int(stats["errors"]),
+        errors_by_kind=dict(stats["errors_by_kind"]),
+        per_instance=dict(stats["per_instance"]),
+        agent_exit_code=agent_rc,
+        agent_duration_s=round(agent_duration, 3),
+        time_to_invisible_s=confirm.get("time_to_invisible_s"),
+        drain_s=drain.get("duration_s"),
+        drain_reason=drain.get("reason"),
+        requests_after_take_out=drain.get("requests_after_take_out"),
+        shutdown_confirmed=bool(shutdown.get("app_stopped")),
+        app_exit_code=app_rc,
+        summary=summary,
+    )
+
+
+def render(result: DemoResult, settings: DemoSettings) -> str:
+    rows = [
+        ("nacos flavour", settings.flavour + (" (auth on)" if settings.auth else "")),
+        ("consumer", f"{settings.rate:g} req/s, refreshes every {settings.staleness:g} s"),
+        ("requests", result.requests),
+        ("failed requests", result.errors),
+        ("errors by kind", result.errors_by_kind or "-"),
+        ("per instance", result.per_instance),
+        ("time to invisible", _s(result.time_to_invisible_s)),
+        ("drain", f"{_s(result.drain_s)} ({result.drain_reason})"),
+        ("requests after take-out", result.requests_after_take_out),
+        ("shutdown confirmed", "yes" if result.shutdown_confirmed else "NO"),
+        ("agent exit code", result.agent_exit_code),
+        ("agent total", _s(result.agent_duration_s) + f" of a {settings.budget:g} s budget"),
+        ("result", "PASS: zero lost requests" if result.passed else "FAIL"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def write_json(result: DemoResult, settings: DemoSettings, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"settings": asdict(settings), "result": asdict(result)}, indent=2) + "\n"
+    )

@@ -1,0 +1,109 @@
+"""structlog set-up: JSON lines when not on a TTY, stable snake_case event names.
+
+A preStop hook's output never reaches ``kubectl logs``, so every line can also be written to
+PID 1's stdout (the container's log stream) when that is writable and not already our stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from typing import IO, Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+PID1_STDOUT = "/proc/1/fd/1"
+
+
+class TeeLogger:
+    """Writes each rendered line to the console stream and, as JSON, to extra streams."""
+
+    def __init__(self, console: TextIO, extra: list[IO[str]], console_json: bool) -> None:
+        self._console = console
+        self._extra = extra
+        self._console_json = console_json
+
+    def msg(self, *, json_line: str, console_line: str) -> None:
+        self._write(self._console, json_line if self._console_json else console_line)
+        for stream in self._extra:
+            self._write(stream, json_line)
+
+    @staticmethod
+    def _write(stream: IO[str], line: str) -> None:
+        # Logging must never break a shutdown: a closed pipe just loses the line.
+        with contextlib.suppress(OSError, ValueError):
+            stream.write(line + "\n")
+            stream.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _render_both(console_json: bool) -> structlog.typing.Processor:
+    console = structlog.dev.ConsoleRenderer(colors=False)
+
+    def render(logger: WrappedLogger, name: str, event_dict: EventDict) -> dict[str, str]:
+        json_line = json.dumps(event_dict, default=str, separators=(",", ":"))
+        console_line = json_line if console_json else str(console(logger, name, dict(event_dict)))
+        return {"json_line": json_line, "console_line": console_line}
+
+    return render
+
+
+def _same_file(a: IO[str], path: str) -> bool:
+    try:
+        sa, sb = os.fstat(a.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def open_pid1_stdout(console: TextIO) -> IO[str] | None:
+    """PID 1's stdout for appending, or None when we are PID 1, it is ours, or not writable."""
+    if os.getpid() == 1 or not os.access(PID1_STDOUT, os.W_OK):
+        return None
+    if _same_file(console, PID1_STDOUT) or _same_file(sys.stdout, PID1_STDOUT):
+        return None
+    try:
+        return open(PID1_STDOUT, "a", encoding="utf-8")  # lives as long as the process
+    except OSError:
+        return None
+
+
+def configure(
+    *,
+    log_format: str = "auto",
+    to_pid1: bool = False,
+    stream: TextIO | None = None,
+    level: int = logging.INFO,
+) -> None:
+    """Configure structlog for the whole process (idempotent; the last call wins)."""
+    console = stream if stream is not None else sys.stderr
+    is_tty = hasattr(console, "isatty") and console.isatty()
+    console_json = log_format == "json" or (log_format == "auto" and not is_tty)
+    extra: list[IO[str]] = []
+    if to_pid1:
+        pid1 = open_pid1_stdout(console)
+        if pid1 is not None:
+            extra.append(pid1)
+    tee = TeeLogger(console, extra, console_json)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _render_both(console_json),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=lambda *_: tee,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**initial: Any) -> structlog.typing.FilteringBoundLogger:
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(**initial)
+    return logger

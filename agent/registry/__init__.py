@@ -1,0 +1,62 @@
+"""The registry seam: what the shutdown sequence needs from Nacos (or, later, Eureka).
+
+The sequence only knows this Protocol; adapters translate their wire errors into
+:mod:`agent.exceptions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.deadline import Deadline
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """The instance as the registry's admin side sees it (includes disabled instances)."""
+
+    ip: str
+    port: int
+    cluster: str
+    weight: float
+    metadata: dict[str, str] = field(default_factory=dict)
+    enabled: bool | None = None  # None: this API does not say
+    healthy: bool | None = None
+    ephemeral: bool | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "ip": self.ip,
+            "port": self.port,
+            "cluster": self.cluster,
+            "weight": self.weight,
+            "enabled": self.enabled,
+            "healthy": self.healthy,
+            "metadata_keys": sorted(self.metadata),
+        }
+
+
+@dataclass(frozen=True)
+class TakeOut:
+    """What taking the instance out of service did."""
+
+    before: InstanceState
+    after: InstanceState | None
+    server_version: str
+    method: str  # e.g. "PATCH /v1/ns/instance"
+    already_out: bool = False
+
+
+class Registry(Protocol):
+    """Take one instance out of service and back, and read what consumers see."""
+
+    name: str
+
+    def take_out(self, deadline: Deadline) -> TakeOut: ...
+
+    def put_back(self, deadline: Deadline) -> TakeOut: ...
+
+    def visible_to_consumers(self, deadline: Deadline) -> bool: ...
+
+    def status(self, deadline: Deadline) -> dict[str, Any]: ...

@@ -1,0 +1,489 @@
+"""Nacos over its HTTP OpenAPI (1.x, 2.x and 3.x), with httpx.
+
+How each server version is driven (facts in ``shared/docs/nacos-server-behaviour.md``):
+
+* 2.x: ``PATCH /v1/ns/instance`` with ``enabled`` only. PATCH clones the ops record and needs the
+  instance to exist, so weight and metadata stay as they are and nothing is created.
+* 3.x: ``PUT /v3/admin/ns/instance/partial``. It defaults an omitted weight to 1.0, so the current
+  weight is read first and sent back.
+* 1.x: ``PUT /v1/ns/instance`` replaces the whole record, so every current field is sent back.
+
+Before any write the instance is read; an unknown ip:port raises :class:`InstanceNotFound`
+because a write for it would leave a record that never expires and later disables a new pod.
+The token goes in headers (never in URLs, which end up in access logs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from agent.config import NacosSettings
+from agent.deadline import Clock, Deadline
+from agent.exceptions import (
+    AuthError,
+    DeadlineExceeded,
+    InstanceNotFound,
+    RegistryRejected,
+    RegistryUnavailable,
+)
+from agent.logs import get_logger
+from agent.registry import InstanceState, TakeOut
+
+log = get_logger()
+
+# Statuses after which another server of the cluster may do better (gateway/proxy or a node
+# that is starting: "server is DOWNnow", N 2.5.1:core/.../web/TrafficReviseFilter.java).
+_FAILOVER_STATUSES = frozenset({502, 503, 504})
+_TOKEN_REFRESH_MARGIN = 0.9  # log in again after 90 % of tokenTtl
+_BODY_SNIPPET = 200
+
+
+def _snippet(response: httpx.Response) -> str:
+    text = response.text.strip().replace("\n", " ")
+    return text[:_BODY_SNIPPET]
+
+
+def _major(version: str) -> int | None:
+    head = version.strip().lstrip("vV").split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version: str
+    major: int  # 1, 2 or 3
+
+
+class NacosHttp:
+    """Requests to a Nacos cluster: fail-over across addresses, token handling, bounded timeouts."""
+
+    def __init__(
+        self,
+        settings: NacosSettings,
+        http: httpx.Client,
+        clock: Clock,
+        *,
+        http_timeout: float = 3.0,
+    ) -> None:
+        self._settings = settings
+        self._http = http
+        self._clock = clock
+        self._http_timeout = http_timeout
+        self._current = 0
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self.server: ServerInfo | None = None
+
+    # --- transport ---
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        deadline: Deadline,
+        *,
+        params: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request, trying each server once, starting with the last one that answered."""
+        servers = self._settings.servers
+        errors: list[str] = []
+        for offset in range(len(servers)):
+            timeout = deadline.timeout(self._http_timeout)
+            if timeout <= 0.01:
+                raise DeadlineExceeded(f"no time left for {method} {path}")
+            index = (self._current + offset) % len(servers)
+            url = servers[index].base_url + path
+            try:
+                response = self._http.request(
+                    method, url, params=params, data=data, headers=headers, timeout=timeout
+                )
+            except httpx.TransportError as exc:
+                errors.append(f"{servers[index]}: {type(exc).__name__}")
+                continue
+            if response.status_code in _FAILOVER_STATUSES:
+                errors.append(f"{servers[index]}: HTTP {response.status_code}")
+                continue
+            self._current = index
+            return response
+        raise RegistryUnavailable(f"{method} {path} failed on every server ({'; '.join(errors)})")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        deadline: Deadline,
+        *,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """An authenticated request; logs in again once when the token is refused."""
+        self._ensure_token(deadline)
+        response = self._send(method, path, deadline, params=params, headers=self._auth_headers())
+        if response.status_code == 403 and self._has_credentials():
+            # Expired or invalid token (e.g. the server's secret rotated): one fresh login.
+            log.info("registry_relogin", reason=_snippet(response))
+            self._token = None
+            self._ensure_token(deadline)
+            response = self._send(
+                method, path, deadline, params=params, headers=self._auth_headers()
+            )
+        if response.status_code == 403:
+            hint = "" if self._has_credentials() else "; set --username and --password-file"
+            raise AuthError(f"{method} {path} refused: {_snippet(response)}{hint}")
+        if response.status_code >= 500:
+            raise RegistryUnavailable(
+                f"{method} {path} -> HTTP {response.status_code}: {_snippet(response)}"
+            )
+        return response
+
+    # --- auth ---
+
+    def _has_credentials(self) -> bool:
+        return self._settings.username is not None and self._settings.password is not None
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self._token is None:
+            return {}
+        # Authorization: Bearer is read by 1.x, 2.x and 3.x; the accessToken header by 2.x/3.x
+        # (N 2.5.1:auth/.../context/HttpIdentityContextBuilder.java, 1.4.8 NacosAuthManager).
+        return {"Authorization": f"Bearer {self._token}", "accessToken": self._token}
+
+    def _ensure_token(self, deadline: Deadline) -> None:
+        if not self._has_credentials():
+            return
+        if self._token is not None and self._clock.now() < self._token_expires:
+            return
+        self._login(deadline)
+
+    def _login(self, deadline: Deadline) -> None:
+        server = self.detect(deadline)
+        paths = ["/v1/auth/users/login"]
+        if server.major >= 3:
+            # 3.x Java SDK tries v3 first and falls back to v1 on 404/501 (HttpLoginProcessor).
+            paths.insert(0, "/v3/auth/user/login")
+        form = {"username": self._settings.username, "password": self._settings.password}
+        response: httpx.Response | None = None
+        for path in paths:
+            response = self._send("POST", path, deadline, data=form)
+            if response.status_code not in (404, 405, 410, 501):
+                break
+        assert response is not None
+        user = self._settings.username
+        if response.status_code == 200:
+            try:
+                body = response.json()
+                token = str(body["accessToken"])
+                ttl = float(body.get("tokenTtl", 18000))
+            except (ValueError, KeyError, TypeError):
+                raise RegistryRejected(
+                    f"login answered 200 without a token: {_snippet(response)}"
+                ) from None
+            self._token = token
+            self._token_expires = self._clock.now() + ttl * _TOKEN_REFRESH_MARGIN
+            log.info("registry_login", username=user, token_ttl=ttl)
+            return
+        if response.status_code == 403 or (
+            response.status_code == 500 and "not found" in response.text.lower()
+        ):
+            # 2.x/3.x answer an unknown user with 500 "caused: User x not found;" (#15682).
+            raise AuthError(
+                f"login refused for user {user!r}: {_snippet(response)}; "
+                "check --username and the password (NACOS_PASSWORD / --password-file)"
+            )
+        if response.status_code >= 500:
+            raise RegistryUnavailable(f"login -> HTTP {response.status_code}: {_snippet(response)}")
+        raise RegistryRejected(f"login -> HTTP {response.status_code}: {_snippet(response)}")
+
+    # --- version ---
+
+    def detect(self, deadline: Deadline) -> ServerInfo:
+        """The server's version: ``/v3/admin/core/state``, else ``/v1/console/server/state``."""
+        if self.server is not None:
+            return self.server
+        response = self._send("GET", "/v3/admin/core/state", deadline)
+        if response.status_code == 200:
+            try:
+                data = response.json().get("data") or {}
+                version = str(data.get("version") or "3")
+            except (ValueError, AttributeError):
+                version = "3"
+            self.server = ServerInfo(version, _major(version) or 3)
+        else:
+            response = self._send("GET", "/v1/console/server/state", deadline)
+            version = ""
+            if response.status_code == 200:
+                try:
+                    version = str(response.json().get("version") or "")
+                except (ValueError, AttributeError):
+                    version = ""
+            if response.status_code >= 500:
+                raise RegistryUnavailable(f"server state -> HTTP {response.status_code}")
+            major = _major(version) if version else None
+            if major is None:
+                # Neither endpoint said: assume 2.x, the most widespread, and say so.
+                log.warning("registry_version_unknown", assumed="2.x")
+                version, major = version or "unknown", 2
+            self.server = ServerInfo(version, major)
+        log.info("registry_version_detected", version=self.server.version, major=self.server.major)
+        return self.server
+
+    def forget_version(self) -> None:
+        self.server = None
+
+
+class NacosRegistry:
+    """Takes one instance out of service and back; reads it as consumers and admins see it."""
+
+    name = "nacos"
+
+    def __init__(self, settings: NacosSettings, http: NacosHttp) -> None:
+        self._s = settings
+        self._http = http
+
+    # --- parameters ---
+
+    def _ids(self) -> dict[str, Any]:
+        s = self._s
+        return {
+            "namespaceId": s.namespace,
+            "groupName": s.group,
+            "serviceName": s.service,
+            "clusterName": s.cluster,
+            "ip": s.ip,
+            "port": s.port,
+        }
+
+    def _is_us(self, host: dict[str, Any]) -> bool:
+        return str(host.get("ip")) == self._s.ip and _int(host.get("port")) == self._s.port
+
+    # --- reads ---
+
+    def get_instance(self, deadline: Deadline) -> InstanceState | None:
+        """The admin view of our instance, or None when it is not registered."""
+        server = self._http.detect(deadline)
+        if server.major >= 3:
+            r = self._http.request("GET", "/v3/admin/ns/instance", deadline, params=self._ids())
+            if r.status_code in (400, 404):
+                return None
+            body = self._ok_json(r, "GET /v3/admin/ns/instance")
+            data = body.get("data") if isinstance(body, dict) else None
+            return self._state(data) if isinstance(data, dict) else None
+        r = self._http.request("GET", "/v1/ns/instance", deadline, params=self._ids())
+        if r.status_code in (400, 404):
+            # 404 "no matched ip found!" / "no ips found for cluster"; 400 "service not found".
+            return None
+        if r.status_code == 410:
+            return self._retry_as_v3(deadline)
+        data = self._ok_json(r, "GET /v1/ns/instance")
+        if not isinstance(data, dict):
+            return None
+        state = self._state(data)
+        if server.major == 2:
+            # The v1 detail has no `enabled`; the console catalog does (best effort).
+            enabled = self._catalog_enabled(deadline)
+            if enabled is not None:
+                state = InstanceState(**{**state.__dict__, "enabled": enabled})
+        return state
+
+    def _retry_as_v3(self, deadline: Deadline) -> InstanceState | None:
+        # A 410 means a 3.x server whose state endpoint we could not read: switch APIs.
+        self._http.server = ServerInfo("3 (from HTTP 410)", 3)
+        return self.get_instance(deadline)
+
+    def _catalog_enabled(self, deadline: Deadline) -> bool | None:
+        params = {
+            "namespaceId": self._s.namespace,
+            "groupName": self._s.group,
+            "serviceName": self._s.service,
+            "clusterName": self._s.cluster,
+            "pageNo": 1,
+            "pageSize": 1000,
+        }
+        try:
+            r = self._http.request("GET", "/v1/ns/catalog/instances", deadline, params=params)
+            hosts = r.json().get("list", []) if r.status_code == 200 else []
+        except (ValueError, AttributeError, RegistryUnavailable):
+            return None
+        for host in hosts if isinstance(hosts, list) else []:
+            if isinstance(host, dict) and self._is_us(host) and "enabled" in host:
+                return bool(host["enabled"])
+        return None
+
+    def visible_to_consumers(self, deadline: Deadline) -> bool:
+        """Whether a consumer's instance list (enabled-only, server-filtered) contains us."""
+        server = self._http.detect(deadline)
+        params = {
+            "namespaceId": self._s.namespace,
+            "groupName": self._s.group,
+            "serviceName": self._s.service,
+        }
+        if server.major >= 3:
+            r = self._http.request("GET", "/v3/client/ns/instance/list", deadline, params=params)
+            if r.status_code == 404:
+                return False
+            body = self._ok_json(r, "GET /v3/client/ns/instance/list")
+            hosts = body.get("data") if isinstance(body, dict) else None
+        else:
+            r = self._http.request(
+                "GET", "/v1/ns/instance/list", deadline, params={**params, "healthyOnly": "false"}
+            )
+            body = self._ok_json(r, "GET /v1/ns/instance/list")
+            hosts = body.get("hosts") if isinstance(body, dict) else None
+        for host in hosts if isinstance(hosts, list) else []:
+            # Consumers (Java SDK, SCA) also drop disabled hosts themselves.
+            if isinstance(host, dict) and self._is_us(host) and host.get("enabled", True):
+                return True
+        return False
+
+    def status(self, deadline: Deadline) -> dict[str, Any]:
+        admin = self.get_instance(deadline)
+        server = self._http.detect(deadline)
+        return {
+            "registry": self.name,
+            "server_version": server.version,
+            "service": f"{self._s.group}@@{self._s.service}",
+            "namespace": self._s.namespace,
+            "instance": self._s.instance,
+            "registered": admin is not None,
+            "admin_view": None
+            if admin is None
+            else {**admin.summary(), "metadata": admin.metadata},
+            "consumer_visible": self.visible_to_consumers(deadline),
+        }
+
+    # --- writes ---
+
+    def take_out(self, deadline: Deadline) -> TakeOut:
+        return self._set_enabled(False, deadline)
+
+    def put_back(self, deadline: Deadline) -> TakeOut:
+        return self._set_enabled(True, deadline)
+
+    def _set_enabled(self, enabled: bool, deadline: Deadline) -> TakeOut:
+        before = self.get_instance(deadline)
+        if before is None:
+            raise InstanceNotFound(
+                f"instance {self._s.instance} is not registered in {self._s.group}@@"
+                f"{self._s.service} (namespace {self._s.namespace}, cluster {self._s.cluster}); "
+                "nothing was written"
+            )
+        server = self._http.detect(deadline)
+        method = self._write(before, enabled, server, deadline)
+        after = self.get_instance(deadline)
+        if after is None:
+            # Gone between our write and the read-back (the app deregistered itself): fine.
+            log.info("instance_gone_after_write", instance=self._s.instance)
+        elif after.weight != before.weight or not _metadata_kept(before.metadata, after.metadata):
+            log.warning(
+                "instance_fields_changed",
+                weight_before=before.weight,
+                weight_after=after.weight,
+                metadata_keys_before=sorted(before.metadata),
+                metadata_keys_after=sorted(after.metadata),
+            )
+        return TakeOut(
+            before=before,
+            after=after,
+            server_version=server.version,
+            method=method,
+            already_out=before.enabled is (not enabled),
+        )
+
+    def _write(
+        self, before: InstanceState, enabled: bool, server: ServerInfo, deadline: Deadline
+    ) -> str:
+        flag = "true" if enabled else "false"
+        ids = {**self._ids(), "clusterName": before.cluster}
+        if server.major >= 3:
+            params: dict[str, Any] = {**ids, "enabled": flag, "weight": before.weight}
+            if before.ephemeral is not None:
+                params["ephemeral"] = "true" if before.ephemeral else "false"
+            # N 3.0.3:naming/.../controllers/v3/InstanceControllerV3.java: /partial calls
+            # InstanceForm.validate(), which defaults an omitted weight to 1.0.
+            method = "PUT /v3/admin/ns/instance/partial"
+            r = self._http.request("PUT", "/v3/admin/ns/instance/partial", deadline, params=params)
+        elif server.major == 2:
+            method = "PATCH /v1/ns/instance"
+            r = self._http.request(
+                "PATCH", "/v1/ns/instance", deadline, params={**ids, "enabled": flag}
+            )
+            if r.status_code == 410:
+                self._http.server = ServerInfo("3 (from HTTP 410)", 3)
+                return self._write(before, enabled, self._http.server, deadline)
+        else:
+            # 1.x PUT replaces the stored instance, so everything we read goes back unchanged.
+            params = {
+                **ids,
+                "enabled": flag,
+                "weight": before.weight,
+                "metadata": json.dumps(before.metadata, separators=(",", ":")),
+            }
+            if before.ephemeral is not None:
+                params["ephemeral"] = "true" if before.ephemeral else "false"
+            if before.healthy is not None:
+                params["healthy"] = "true" if before.healthy else "false"
+            method = "PUT /v1/ns/instance"
+            r = self._http.request("PUT", "/v1/ns/instance", deadline, params=params)
+        if r.status_code == 404:
+            raise InstanceNotFound(
+                f"{method}: instance {self._s.instance} vanished before the write"
+            )
+        if r.status_code >= 400:
+            raise RegistryRejected(f"{method} -> HTTP {r.status_code}: {_snippet(r)}")
+        log.info(
+            "registry_write",
+            method=method,
+            enabled=enabled,
+            weight=before.weight,
+            server_version=server.version,
+        )
+        return method
+
+    # --- helpers ---
+
+    def _ok_json(self, r: httpx.Response, what: str) -> Any:
+        if r.status_code >= 400:
+            raise RegistryRejected(f"{what} -> HTTP {r.status_code}: {_snippet(r)}")
+        try:
+            return r.json()
+        except ValueError:
+            raise RegistryRejected(f"{what} answered non-JSON: {_snippet(r)}") from None
+
+    def _state(self, data: dict[str, Any]) -> InstanceState:
+        metadata = data.get("metadata") or {}
+        return InstanceState(
+            ip=str(data.get("ip", self._s.ip)),
+            port=_int(data.get("port")) or self._s.port,
+            cluster=str(data.get("clusterName") or self._s.cluster),
+            weight=float(data.get("weight", 1.0)),
+            metadata={str(k): str(v) for k, v in metadata.items()}
+            if isinstance(metadata, dict)
+            else {},
+            enabled=_opt_bool(data.get("enabled")),
+            healthy=_opt_bool(data.get("healthy")),
+            ephemeral=_opt_bool(data.get("ephemeral")),
+        )
+
+
+def _metadata_kept(before: dict[str, str], after: dict[str, str]) -> bool:
+    return all(after.get(k) == v for k, v in before.items())
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _opt_bool(value: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None

@@ -1,0 +1,220 @@
+"""The shutdown sequence, read top to bottom like the runbook.
+
+take the instance out → confirm consumers no longer see it → wait for traffic to drain →
+ask the app to stop → confirm it stopped. One Deadline bounds everything. The registry steps
+fail open: whatever happens there, the app is still drained and stopped (exit 3, degraded).
+This module knows only the protocols, never httpx or Nacos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.deadline import Clock, Deadline
+from agent.drain.policy import DrainConfig
+from agent.drain.signals import TrafficSignal
+from agent.drain.waiter import wait_for_drain
+from agent.exceptions import AgentError, InstanceNotFound, ShutdownError
+from agent.logs import get_logger
+from agent.registry import Registry
+from agent.retrying import call_with_retries
+from agent.shutdown import ShutdownAction, wait_until_stopped
+
+log = get_logger()
+
+EXIT_MARGIN = 0.5  # seconds kept for logging the summary and exiting
+CONFIRM_INTERVAL = 0.2
+
+
+@dataclass
+class Phase:
+    name: str
+    outcome: str = "ok"  # ok | skipped | degraded | failed
+    duration: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    phases: list[Phase] = field(default_factory=list)
+    duration: float = 0.0
+    budget: float = 0.0
+
+    @property
+    def degraded(self) -> bool:
+        return any(p.outcome in ("degraded", "failed") for p in self.phases)
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.degraded else 0
+
+    def phase(self, name: str) -> Phase | None:
+        return next((p for p in self.phases if p.name == name), None)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "outcome": "degraded" if self.degraded else "ok",
+            "exit_code": self.exit_code,
+            "duration_s": round(self.duration, 3),
+            "budget_s": self.budget,
+            "phases": {
+                p.name: {"outcome": p.outcome, "duration_s": round(p.duration, 3), **p.detail}
+                for p in self.phases
+            },
+        }
+        return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    budget: float
+    drain: DrainConfig
+    confirm_timeout: float = 10.0
+    shutdown_timeout: float = 5.0
+
+
+@dataclass
+class Deps:
+    registry: Registry | None
+    signal: TrafficSignal | None
+    action: ShutdownAction
+    clock: Clock
+    app_host: str = "127.0.0.1"
+    app_port: int = 8080
+
+
+def run_drain(deps: Deps, plan: Plan) -> Outcome:
+    """Run the whole preStop sequence within ``plan.budget`` seconds."""
+    clock = deps.clock
+    started = clock.now()
+    deadline = Deadline.after(clock, max(0.0, plan.budget - EXIT_MARGIN))
+    before_shutdown = deadline.minus(plan.shutdown_timeout)  # time kept for the app to stop
+    outcome = Outcome(budget=plan.budget)
+
+    with _phase(outcome, "take_out", clock) as p:
+        taken_out = _take_out(deps.registry, before_shutdown, p)
+
+    with _phase(outcome, "confirm", clock) as p:
+        if taken_out and deps.registry is not None:
+            _confirm_invisible(deps.registry, before_shutdown.sub(plan.confirm_timeout), clock, p)
+        else:
+            p.outcome = "skipped"
+
+    with _phase(outcome, "drain", clock) as p:
+        result = wait_for_drain(deps.signal, plan.drain, before_shutdown, clock)
+        # Running out of time is reported but not "degraded": exit 3 means the registry failed.
+        p.outcome = "ok" if result.drained else "timeout"
+        if result.good_samples == 0:
+            log.warning("drain_without_signal", waited_s=round(result.waited, 3))
+        p.detail.update(
+            drained=result.drained,
+            reason=result.reason,
+            requests_after_take_out=result.requests_seen,
+            signal=deps.signal.name if deps.signal is not None else None,
+        )
+
+    with _phase(outcome, "shutdown", clock) as p:
+        _shut_down(deps, deadline, p, clock)
+
+    outcome.duration = clock.now() - started
+    return outcome
+
+
+def _take_out(registry: Registry | None, deadline: Deadline, p: Phase) -> bool:
+    if registry is None:
+        p.outcome = "skipped"
+        return False
+    try:
+        result = call_with_retries(
+            lambda: registry.take_out(deadline),
+            deadline,
+            on_retry=lambda n, exc: log.warning("registry_retry", attempt=n, error=str(exc)),
+        )
+    except InstanceNotFound as exc:
+        p.outcome, p.detail["error"] = "degraded", str(exc)
+        p.detail["reason"] = "instance_not_found"
+        log.warning("instance_not_found", error=str(exc))
+        return False
+    except AgentError as exc:
+        # Fail open: the app must still be drained and stopped.
+        p.outcome, p.detail["error"] = "degraded", str(exc)
+        p.detail["reason"] = type(exc).__name__
+        log.error("take_out_failed", error=str(exc), error_type=type(exc).__name__)
+        return False
+    p.detail.update(
+        method=result.method,
+        server_version=result.server_version,
+        weight=result.before.weight,
+        already_out=result.already_out,
+    )
+    log.info(
+        "instance_taken_out",
+        method=result.method,
+        weight_before=result.before.weight,
+        weight_after=None if result.after is None else result.after.weight,
+        already_out=result.already_out,
+    )
+    return True
+
+
+def _confirm_invisible(registry: Registry, deadline: Deadline, clock: Clock, p: Phase) -> None:
+    start = clock.now()
+    last_error = ""
+    while True:
+        try:
+            if not registry.visible_to_consumers(deadline):
+                p.detail["time_to_invisible_s"] = round(clock.now() - start, 3)
+                log.info("instance_invisible", time_to_invisible_s=p.detail["time_to_invisible_s"])
+                return
+        except AgentError as exc:
+            last_error = str(exc)
+        if deadline.remaining() <= CONFIRM_INTERVAL:
+            p.outcome = "degraded"
+            p.detail["error"] = last_error or "consumers still see the instance"
+            log.warning("instance_still_visible", waited_s=round(clock.now() - start, 3))
+            return
+        clock.sleep(CONFIRM_INTERVAL)
+
+
+def _shut_down(deps: Deps, deadline: Deadline, p: Phase, clock: Clock) -> None:
+    try:
+        triggered = deps.action.trigger(deadline)
+    except ShutdownError as exc:
+        p.outcome, p.detail["error"] = "failed", str(exc)
+        log.error("app_shutdown_failed", error=str(exc))
+        return
+    p.detail.update(how=triggered.how, detail=triggered.detail)
+    log.info("app_shutdown_triggered", how=triggered.how, detail=triggered.detail)
+    if triggered.how == "none":
+        p.outcome = "skipped"
+        return
+    stopped_after = wait_until_stopped(deps.app_host, deps.app_port, deadline, clock)
+    p.detail["app_stopped"] = stopped_after is not None
+    if stopped_after is None:
+        p.outcome = "degraded"
+        p.detail["error"] = f"app still accepts connections on port {deps.app_port}"
+        log.error("app_not_stopped", port=deps.app_port)
+    else:
+        p.detail["stopped_after_s"] = round(stopped_after, 3)
+        log.info("app_stopped", stopped_after_s=round(stopped_after, 3))
+
+
+@contextmanager
+def _phase(outcome: Outcome, name: str, clock: Clock) -> Iterator[Phase]:
+    """Time one phase and report it the same way as every other."""
+    phase = Phase(name)
+    start = clock.now()
+    try:
+        yield phase
+    finally:
+        phase.duration = clock.now() - start
+        outcome.phases.append(phase)
+        log.info(
+            "phase_done",
+            phase=name,
+            outcome=phase.outcome,
+            duration_s=round(phase.duration, 3),
+        )

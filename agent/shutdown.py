@@ -1,0 +1,153 @@
+"""Asking the app to stop (actuator POST, a signal, or nothing) and confirming that it stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from agent.deadline import Clock, Deadline
+from agent.exceptions import ShutdownError
+from agent.logs import get_logger
+
+log = get_logger()
+
+
+@dataclass(frozen=True)
+class Triggered:
+    how: str  # "actuator", "signal", "none"
+    detail: str
+    already_stopped: bool = False
+
+
+class ShutdownAction(Protocol):
+    name: str
+
+    def trigger(self, deadline: Deadline) -> Triggered: ...
+
+
+class ActuatorShutdown:
+    """POST {actuator}/shutdown, Spring Boot's graceful close of the application context."""
+
+    name = "actuator"
+
+    def __init__(self, actuator_url: str, http: httpx.Client, *, http_timeout: float = 3.0):
+        self.url = actuator_url.rstrip("/") + "/shutdown"
+        self._http = http
+        self._http_timeout = http_timeout
+
+    def trigger(self, deadline: Deadline) -> Triggered:
+        timeout = deadline.timeout(self._http_timeout)
+        if timeout <= 0.01:
+            raise ShutdownError("no time left to call the shutdown endpoint")
+        try:
+            response = self._http.post(self.url, timeout=timeout)
+        except httpx.ConnectError:
+            # Nothing listens any more: the app is already down (hooks can run twice).
+            return Triggered("actuator", "connection refused: already stopped", True)
+        except httpx.TransportError as exc:
+            raise ShutdownError(f"POST {self.url} failed: {type(exc).__name__}") from None
+        if response.status_code == 404:
+            raise ShutdownError(
+                f"POST {self.url} -> 404: enable it with management.endpoint.shutdown.enabled="
+                "true (access: unrestricted on Boot 3.4+) and expose 'shutdown'"
+            )
+        if response.status_code >= 400:
+            raise ShutdownError(f"POST {self.url} -> HTTP {response.status_code}")
+        return Triggered("actuator", f"POST {self.url} -> {response.status_code}")
+
+
+def find_pids(target: str, proc: Path = Path("/proc")) -> list[int]:
+    """PIDs for a numeric PID or a process name (matched on comm, then argv[0]'s basename)."""
+    if target.isdigit():
+        return [int(target)]
+    found: list[int] = []
+    me = os.getpid()
+    for entry in proc.iterdir() if proc.is_dir() else []:
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+        except OSError:
+            continue
+        if target in (comm, os.path.basename(argv0)):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+class SignalShutdown:
+    """SIGTERM to a PID or to every process of a name (for images whose PID 1 is a shell)."""
+
+    name = "signal"
+
+    def __init__(self, target: str, sig: int = signal.SIGTERM) -> None:
+        self.target = target
+        self.sig = sig
+
+    def trigger(self, deadline: Deadline) -> Triggered:
+        pids = find_pids(self.target)
+        if not pids:
+            return Triggered("signal", f"no process matches {self.target!r}: already stopped", True)
+        sent: list[int] = []
+        for pid in pids:
+            try:
+                os.kill(pid, self.sig)
+                sent.append(pid)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                raise ShutdownError(
+                    f"not allowed to signal PID {pid}; run as the app's user or share its "
+                    "process namespace (shareProcessNamespace: true)"
+                ) from None
+        if not sent:
+            return Triggered("signal", f"{self.target!r} exited before the signal", True)
+        return Triggered("signal", f"{signal.Signals(self.sig).name} to PID {sent}")
+
+
+class NoShutdown:
+    """Leave stopping to kubelet's SIGTERM after the hook returns."""
+
+    name = "none"
+
+    def trigger(self, deadline: Deadline) -> Triggered:
+        return Triggered("none", "left to kubelet's SIGTERM")
+
+
+def port_open(host: str, port: int, timeout: float) -> bool:
+    """Whether something is still there: only a refused connection counts as stopped."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return False
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.settimeout(max(0.05, timeout))
+        sock.connect(address)
+        return True
+    except ConnectionRefusedError:
+        return False
+    except OSError:
+        # A timeout means a full backlog or a frozen process, not a stopped one.
+        return True
+    finally:
+        sock.close()
+
+
+def wait_until_stopped(
+    host: str, port: int, deadline: Deadline, clock: Clock, *, interval: float = 0.1
+) -> float | None:
+    """Seconds until the app's port refused connections, or None if it still accepts them."""
+    start = clock.now()
+    while True:
+        if not port_open(host, port, deadline.timeout(0.5)):
+            return clock.now() - start
+        if deadline.remaining() <= interval:
+            return None
+        clock.sleep(interval)

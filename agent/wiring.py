@@ -1,0 +1,66 @@
+"""The composition root: configuration in, concrete registry, signals and actions out."""
+
+from __future__ import annotations
+
+import httpx
+
+from agent import __version__
+from agent.config import Config, NacosSettings
+from agent.deadline import Clock, SystemClock
+from agent.drain.policy import DrainConfig
+from agent.drain.signals import PrometheusSignal
+from agent.registry.nacos import NacosHttp, NacosRegistry
+from agent.sequence import Deps, Plan
+from agent.shutdown import ActuatorShutdown, NoShutdown, ShutdownAction, SignalShutdown
+
+USER_AGENT = f"prestop-agent/{__version__}"
+
+
+def http_client() -> httpx.Client:
+    # Timeouts are always passed per call from the Deadline; this default only guards mistakes.
+    return httpx.Client(
+        headers={"User-Agent": USER_AGENT},
+        timeout=httpx.Timeout(3.0),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def build_registry(
+    settings: NacosSettings, http: httpx.Client, clock: Clock, http_timeout: float
+) -> NacosRegistry:
+    return NacosRegistry(settings, NacosHttp(settings, http, clock, http_timeout=http_timeout))
+
+
+def build_action(config: Config, http: httpx.Client) -> ShutdownAction:
+    if config.shutdown == "actuator":
+        return ActuatorShutdown(config.actuator_url, http, http_timeout=config.http_timeout)
+    if config.shutdown == "signal":
+        return SignalShutdown(config.signal_target)
+    return NoShutdown()
+
+
+def build(config: Config, clock: Clock | None = None) -> tuple[Deps, Plan, list[httpx.Client]]:
+    """Everything ``run_drain`` needs; the caller closes the returned clients."""
+    clock = clock or SystemClock()
+    registry_http, app_http = http_client(), http_client()
+    deps = Deps(
+        registry=build_registry(config.nacos, registry_http, clock, config.http_timeout),
+        signal=PrometheusSignal(config.metrics_url, app_http, http_timeout=config.http_timeout),
+        action=build_action(config, app_http),
+        clock=clock,
+        app_host="127.0.0.1",
+        app_port=config.nacos.port,
+    )
+    plan = Plan(
+        budget=config.budget,
+        drain=DrainConfig(
+            min_wait=config.min_wait,
+            max_wait=config.max_wait,
+            quiet_window=config.quiet_window,
+            poll_interval=config.poll_interval,
+        ),
+        confirm_timeout=config.confirm_timeout,
+        shutdown_timeout=config.shutdown_timeout,
+    )
+    return deps, plan, [registry_http, app_http]

@@ -1,0 +1,103 @@
+"""Hand-written fakes for the sequence's seams (no mocks)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.deadline import Deadline
+from agent.drain.signals import Reading, SignalUnavailable
+from agent.exceptions import AgentError
+from agent.registry import InstanceState, TakeOut
+from agent.shutdown import Triggered
+
+
+class FakeClock:
+    """A monotonic clock that only moves when someone sleeps (or advance() is called)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+        self.sleeps: list[float] = []
+        self.on_sleep: list[Callable[[float], None]] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.sleeps.append(seconds)
+        self.t += seconds
+        for hook in self.on_sleep:
+            hook(self.t)
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass
+class FakeRegistry:
+    """A registry whose consumers stop seeing the instance ``invisible_after`` s after take-out."""
+
+    clock: FakeClock
+    invisible_after: float = 0.5
+    fail_with: AgentError | None = None
+    taken_out_at: float | None = None
+    calls: list[str] = field(default_factory=list)
+    name: str = "fake"
+
+    def take_out(self, deadline: Deadline) -> TakeOut:
+        self.calls.append("take_out")
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.taken_out_at = self.clock.now()
+        state = InstanceState("10.0.0.5", 8080, "DEFAULT", 3.0, {"k": "v"}, True)
+        return TakeOut(state, state, "2.5.1", "PATCH /v1/ns/instance")
+
+    def put_back(self, deadline: Deadline) -> TakeOut:
+        self.calls.append("put_back")
+        state = InstanceState("10.0.0.5", 8080, "DEFAULT", 3.0, {"k": "v"}, False)
+        return TakeOut(state, state, "2.5.1", "PATCH /v1/ns/instance")
+
+    def visible_to_consumers(self, deadline: Deadline) -> bool:
+        self.calls.append("visible")
+        if self.taken_out_at is None:
+            return True
+        return self.clock.now() - self.taken_out_at < self.invisible_after
+
+    def status(self, deadline: Deadline) -> dict[str, Any]:
+        return {}
+
+
+@dataclass
+class FakeSignal:
+    """Traffic that keeps arriving until ``traffic_until`` on the fake clock, then stops."""
+
+    clock: FakeClock
+    traffic_until: float = 0.0
+    rate: float = 10.0
+    in_flight_until: float = 0.0
+    broken: bool = False
+    name: str = "fake"
+
+    def read(self, deadline: Deadline) -> Reading:
+        if self.broken:
+            raise SignalUnavailable("broken")
+        now = self.clock.now()
+        count = self.rate * min(now, self.traffic_until)
+        in_flight = 1.0 if now < self.in_flight_until else 0.0
+        return Reading(requests=count, in_flight=in_flight)
+
+
+@dataclass
+class FakeAction:
+    """Records the trigger; the app 'stops' by calling ``on_trigger``."""
+
+    on_trigger: Callable[[], None] = lambda: None
+    triggered: int = 0
+    name: str = "fake"
+
+    def trigger(self, deadline: Deadline) -> Triggered:
+        self.triggered += 1
+        self.on_trigger()
+        return Triggered("actuator", "fake")

@@ -1,0 +1,67 @@
+"""The CLI as a real subprocess: exit codes, one-line errors, no secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PRESTOP_")}
+    base["PRESTOP_LOG_TO_PID1"] = "false"
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
+
+
+ENV = {"PRESTOP_NACOS_ADDR": "127.0.0.1:1", "PRESTOP_SERVICE": "orders", "POD_IP": "10.0.0.5"}
+
+
+def test_version() -> None:
+    """--version prints the version and exits 0."""
+    result = run("--version")
+    assert result.returncode == 0
+    assert "prestop" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["drain", "--port", "abc"], ENV, "--port 'abc': not a port number"),
+        (["drain"], {**ENV, "PRESTOP_SERVICE": ""}, "--service: not set"),
+        (["drain", "--password-file", "/nonexistent/pw", "--username", "u"], ENV, "cannot be read"),
+        (["drain", "--shutdown", "kill"], ENV, "--shutdown"),
+        (["drain", "--no-such-flag"], ENV, "no-such-flag"),
+        (["up"], {**ENV, "PRESTOP_BUDGET": "soon"}, "--budget 'soon' from PRESTOP_BUDGET"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args: list[str], env: dict[str, str], needle: str) -> None:
+    """Bad input: exit 2 and exactly one line on stderr naming the field."""
+    result = run(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("prestop: error: ")
+    assert needle in lines[0]
+
+
+def test_dry_run_touches_nothing_and_hides_secrets() -> None:
+    """--dry-run needs no registry, prints the plan and never the password."""
+    env = {**ENV, "NACOS_USERNAME": "nacos", "NACOS_PASSWORD": "hunter2-secret"}
+    result = run("drain", "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "hunter2-secret" not in result.stdout + result.stderr
+    events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
+    assert "dry_run_plan" in events
+    assert events[-1] == "prestop_summary"

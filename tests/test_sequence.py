@@ -1,0 +1,141 @@
+"""The shutdown sequence with fakes for the registry, the signal and the app."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from structlog.testing import capture_logs
+
+from agent.drain.policy import DrainConfig
+from agent.exceptions import InstanceNotFound, RegistryUnavailable
+from agent.sequence import Deps, Plan, run_drain
+from tests.fakes import FakeAction, FakeClock, FakeRegistry, FakeSignal
+
+
+@pytest.fixture(name="listener")
+def fixture_listener() -> Iterator[socket.socket]:
+    """A real listening socket, accepting and closing connections, standing in for the app."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield sock
+    sock.close()
+
+
+def _stop(sock: socket.socket) -> None:
+    # shutdown() wakes the accept() thread; close() alone may leave the port listening.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def _deps(clock: FakeClock, listener: socket.socket, **kw: object) -> Deps:
+    registry = kw.pop("registry", FakeRegistry(clock))
+    signal = kw.pop("signal", FakeSignal(clock, traffic_until=clock.now() + 4))
+    action = kw.pop("action", FakeAction(on_trigger=lambda: _stop(listener)))
+    return Deps(
+        registry=registry,  # type: ignore[arg-type]
+        signal=signal,  # type: ignore[arg-type]
+        action=action,  # type: ignore[arg-type]
+        clock=clock,
+        app_port=listener.getsockname()[1],
+    )
+
+
+PLAN = Plan(
+    budget=25, drain=DrainConfig(min_wait=1, max_wait=60, quiet_window=2, poll_interval=0.5)
+)
+
+
+def test_happy_path(clock: FakeClock, listener: socket.socket) -> None:
+    """Take out, confirm, drain until quiet, shut down, confirm stopped: exit 0."""
+    start = clock.now()
+    deps = _deps(clock, listener)
+    with capture_logs() as logs:
+        outcome = run_drain(deps, PLAN)
+    assert outcome.exit_code == 0
+    assert [p.name for p in outcome.phases] == ["take_out", "confirm", "drain", "shutdown"]
+    assert outcome.phase("confirm").detail["time_to_invisible_s"] == pytest.approx(0.6, abs=0.01)  # type: ignore[union-attr]
+    drain = outcome.phase("drain")
+    assert drain is not None and drain.detail["drained"] is True
+    # Traffic stopped 4 s after the start; quiet for 2 s more → drained about 6 s in.
+    assert clock.now() - start == pytest.approx(6.1, abs=0.6)
+    assert outcome.phase("shutdown").detail["app_stopped"] is True  # type: ignore[union-attr]
+    assert outcome.duration <= PLAN.budget
+    events = [e["event"] for e in logs]
+    assert events.index("instance_taken_out") < events.index("instance_invisible")
+    assert events.index("instance_invisible") < events.index("app_shutdown_triggered")
+
+
+def test_registry_down_fails_open(clock: FakeClock, listener: socket.socket) -> None:
+    """When the registry cannot be reached the app is still drained and stopped: exit 3."""
+    registry = FakeRegistry(clock, fail_with=RegistryUnavailable("connection refused"))
+    action = FakeAction(on_trigger=lambda: _stop(listener))
+    outcome = run_drain(_deps(clock, listener, registry=registry, action=action), PLAN)
+    assert outcome.exit_code == 3
+    assert outcome.phase("take_out").outcome == "degraded"  # type: ignore[union-attr]
+    assert outcome.phase("confirm").outcome == "skipped"  # type: ignore[union-attr]
+    assert action.triggered == 1
+    assert outcome.duration <= PLAN.budget
+    assert registry.calls.count("take_out") >= 2  # transient errors are retried
+
+
+def test_instance_not_found_is_not_retried(clock: FakeClock, listener: socket.socket) -> None:
+    """An unknown instance is reported once; nothing is retried or written."""
+    registry = FakeRegistry(clock, fail_with=InstanceNotFound("not registered"))
+    outcome = run_drain(_deps(clock, listener, registry=registry), PLAN)
+    assert outcome.exit_code == 3
+    assert registry.calls == ["take_out"]
+    assert outcome.phase("take_out").detail["reason"] == "instance_not_found"  # type: ignore[union-attr]
+
+
+def test_app_ignoring_shutdown_is_reported(clock: FakeClock, listener: socket.socket) -> None:
+    """An app whose port stays open after the shutdown request is reported (exit 3)."""
+    action = FakeAction()  # does not close the listener
+    with capture_logs() as logs:
+        outcome = run_drain(_deps(clock, listener, action=action), PLAN)
+    assert outcome.exit_code == 3
+    shutdown = outcome.phase("shutdown")
+    assert shutdown is not None and shutdown.detail["app_stopped"] is False
+    assert any(e["event"] == "app_not_stopped" for e in logs)
+    assert outcome.duration <= PLAN.budget
+
+
+def test_endless_traffic_is_bounded_by_the_budget(
+    clock: FakeClock, listener: socket.socket
+) -> None:
+    """Traffic that never stops ends the drain in time to shut the app down in budget."""
+    signal = FakeSignal(clock, traffic_until=1e9)
+    plan = Plan(budget=20, drain=DrainConfig(1, 60, 2, 0.5), shutdown_timeout=5)
+    outcome = run_drain(_deps(clock, listener, signal=signal), plan)
+    drain = outcome.phase("drain")
+    assert drain is not None and drain.outcome == "timeout"
+    assert outcome.phase("shutdown").detail["app_stopped"] is True  # type: ignore[union-attr]
+    assert outcome.duration <= plan.budget
+
+
+def test_unreadable_metrics_wait_max(clock: FakeClock, listener: socket.socket) -> None:
+    """Without metrics the drain waits --max-wait (clamped by the budget) and says so."""
+    signal = FakeSignal(clock, broken=True)
+    plan = Plan(budget=25, drain=DrainConfig(1, 8, 2, 0.5))
+    with capture_logs() as logs:
+        outcome = run_drain(_deps(clock, listener, signal=signal), plan)
+    drain = outcome.phase("drain")
+    assert drain is not None
+    assert drain.detail["reason"] == "max_wait"
+    assert drain.duration == pytest.approx(8, abs=0.6)
+    assert any(e["event"] == "drain_without_signal" for e in logs)
