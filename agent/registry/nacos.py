@@ -2,8 +2,9 @@
 
 How each server version is driven (facts in ``shared/docs/nacos-server-behaviour.md``):
 
-* 2.x: ``PATCH /v1/ns/instance`` with ``enabled`` only. PATCH clones the ops record and needs the
-  instance to exist, so weight and metadata stay as they are and nothing is created.
+* 2.x: ``PATCH /v1/ns/instance`` with ``enabled`` and the current weight. PATCH needs the instance
+  to exist and leaves metadata alone; a first PATCH starts from an ops record whose weight is 1.0,
+  hence the weight read first and sent back.
 * 3.x: ``PUT /v3/admin/ns/instance/partial``. It defaults an omitted weight to 1.0, so the current
   weight is read first and sent back.
 * 1.x: ``PUT /v1/ns/instance`` replaces the whole record, so every current field is sent back.
@@ -283,7 +284,7 @@ class NacosRegistry:
         if not isinstance(data, dict):
             return None
         state = self._state(data)
-        if server.major == 2:
+        if server.major <= 2:
             # The v1 detail has no `enabled`; the console catalog does (best effort).
             enabled = self._catalog_enabled(deadline)
             if enabled is not None:
@@ -408,9 +409,15 @@ class NacosRegistry:
             method = "PUT /v3/admin/ns/instance/partial"
             r = self._http.request("PUT", "/v3/admin/ns/instance/partial", deadline, params=params)
         elif server.major == 2:
+            # PATCH clones the ops record, or starts from a fresh one whose weight is 1.0
+            # (N 2.5.1:naming/.../core/v2/metadata/InstanceMetadata.java, weight = 1.0D):
+            # without an explicit weight a weight-3 instance would silently drop to 1.
             method = "PATCH /v1/ns/instance"
             r = self._http.request(
-                "PATCH", "/v1/ns/instance", deadline, params={**ids, "enabled": flag}
+                "PATCH",
+                "/v1/ns/instance",
+                deadline,
+                params={**ids, "enabled": flag, "weight": before.weight},
             )
             if r.status_code == 410:
                 self._http.server = ServerInfo("3 (from HTTP 410)", 3)
