@@ -107,6 +107,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     config = EmulatorConfig(
         flavour=settings.flavour,  # type: ignore[arg-type]
         auth_enabled=settings.auth,
+        admin_auth_enabled=settings.auth,
         users={LAB_USER: LAB_PASSWORD},
         push_delay=settings.push_delay,
     )
@@ -125,6 +126,8 @@ def run_demo(settings: DemoSettings) -> DemoResult:
                     refresh_interval=settings.staleness,
                     rate=settings.rate,
                     duration=settings.budget + 60,
+                    username=LAB_USER if settings.auth else None,
+                    password=LAB_PASSWORD if settings.auth else None,
                 )
             )
             with consumer:

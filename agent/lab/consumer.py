@@ -1,0 +1,321 @@
+"""A service consumer for the lab: discovers instances from Nacos and round-robins requests.
+
+Its view of the instance list is as stale as a real client's: it polls the list every
+``refresh_interval`` seconds (or long-polls the emulator's push stand-in), and optionally keeps
+a load-balancer cache on top that is refreshed only every ``lb_cache_ttl`` seconds (Spring Cloud
+LoadBalancer's ``CachingServiceInstanceListSupplier``, 35 s by default). Requests are open-loop
+at ``rate`` per second, never retried, and every outcome is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+MAX_RECORDS = 500_000
+
+
+@dataclass
+class ConsumerConfig:
+    nacos_url: str
+    service: str
+    namespace: str = "public"
+    group: str = "DEFAULT_GROUP"
+    api: Literal["v1", "v3"] = "v1"
+    discovery: Literal["poll", "watch"] = "poll"
+    refresh_interval: float = 1.0
+    lb_cache_ttl: float = 0.0
+    rate: float = 20.0
+    path: str = "/work"
+    request_timeout: float = 30.0
+    max_concurrency: int = 64
+    duration: float | None = 600.0  # hard bound: the consumer always stops by itself
+    max_requests: int = 1_000_000
+    name: str = "consumer"
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    start: float  # time.monotonic()
+    end: float
+    instance: str
+    outcome: str  # "ok" or an error kind
+
+
+def classify(exc: BaseException) -> str:
+    """An httpx error as one of the lab's error kinds."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        cause = exc.__context__ or exc.__cause__
+        text = str(exc).lower()
+        if isinstance(cause, ConnectionRefusedError) or "refused" in text:
+            return "connect_refused"
+        return "connect_error"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "remote_closed"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError):
+        return "connection_reset"
+    return "other"
+
+
+class Consumer:
+    def __init__(self, config: ConsumerConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._discovered: list[str] = []
+        self._routed: list[str] = []
+        self._routed_at = 0.0
+        self._rr = itertools.count()
+        self._records: list[Record] = []
+        self.discovery_errors = 0
+        self.list_changes: list[tuple[float, list[str]]] = []
+        self._http = httpx.Client(
+            timeout=config.request_timeout,
+            limits=httpx.Limits(
+                max_connections=config.max_concurrency,
+                max_keepalive_connections=config.max_concurrency,
+                keepalive_expiry=5.0,  # shorter than servers' idle timeout, as pools are set up
+            ),
+            trust_env=False,
+        )
+        self._registry_http = httpx.Client(timeout=35.0, trust_env=False)
+        self._pool = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix=config.name)
+        self._threads: list[threading.Thread] = []
+        self._started = 0.0
+        self._token: str | None = None
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._refresh_once()
+        self._threads = [
+            threading.Thread(target=self._discover, daemon=True),
+            threading.Thread(target=self._schedule, daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(5)
+        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._http.close()
+        self._registry_http.close()
+
+    def __enter__(self) -> Consumer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- discovery ---
+
+    def _list_url(self) -> tuple[str, dict[str, str]]:
+        c = self.config
+        params = {"namespaceId": c.namespace, "groupName": c.group, "serviceName": c.service}
+        if c.api == "v3":
+            return f"{c.nacos_url}/nacos/v3/client/ns/instance/list", params
+        return f"{c.nacos_url}/nacos/v1/ns/instance/list", params
+
+    @staticmethod
+    def _hosts(body: Any) -> list[str]:
+        hosts = body.get("data") if "data" in body else body.get("hosts")
+        out = []
+        for h in hosts or []:
+            # Like SCA's NacosServiceDiscovery: drop disabled and unhealthy hosts.
+            if h.get("enabled", True) and h.get("healthy", True) and h.get("weight", 1) > 0:
+                out.append(f"{h['ip']}:{h['port']}")
+        return sorted(out)
+
+    def _set_discovered(self, hosts: list[str]) -> None:
+        with self._lock:
+            if hosts != self._discovered:
+                self.list_changes.append((time.monotonic(), hosts))
+            self._discovered = hosts
+            now = time.monotonic()
+            if self.config.lb_cache_ttl <= 0 or now - self._routed_at >= self.config.lb_cache_ttl:
+                self._routed, self._routed_at = hosts, now
+
+    def _auth_params(self, relogin: bool = False) -> dict[str, str]:
+        """The Java SDK's way: log in once, pass accessToken as a query parameter."""
+        c = self.config
+        if c.username is None:
+            return {}
+        if self._token is None or relogin:
+            r = self._registry_http.post(
+                f"{c.nacos_url}/nacos/v1/auth/users/login",
+                data={"username": c.username, "password": c.password or ""},
+                timeout=5.0,
+            )
+            r.raise_for_status()
+            self._token = str(r.json()["accessToken"])
+        return {"accessToken": self._token}
+
+    def _refresh_once(self) -> None:
+        url, params = self._list_url()
+        try:
+            response = self._registry_http.get(
+                url, params={**params, **self._auth_params()}, timeout=5.0
+            )
+            if response.status_code == 403:
+                response = self._registry_http.get(
+                    url, params={**params, **self._auth_params(relogin=True)}, timeout=5.0
+                )
+            response.raise_for_status()
+            self._set_discovered(self._hosts(response.json()))
+        except (httpx.HTTPError, ValueError, KeyError, AttributeError):
+            with self._lock:
+                self.discovery_errors += 1
+
+    def _discover(self) -> None:
+        if self.config.discovery == "watch":
+            self._watch()
+            return
+        while not self._stop.wait(self.config.refresh_interval):
+            self._refresh_once()
+
+    def _watch(self) -> None:
+        c = self.config
+        revision = 0
+        while not self._stop.is_set():
+            params = {
+                "namespaceId": c.namespace,
+                "groupName": c.group,
+                "serviceName": c.service,
+                "revision": str(revision),
+                "timeout": "1",
+            }
+            try:
+                r = self._registry_http.get(
+                    f"{c.nacos_url}/nacos/lab/v1/watch", params={**params, **self._auth_params()}
+                )
+                body = r.json()
+                revision = int(body.get("revision", revision))
+                self._set_discovered(self._hosts(body))
+            except (httpx.HTTPError, ValueError, KeyError, AttributeError):
+                with self._lock:
+                    self.discovery_errors += 1
+                self._stop.wait(0.5)
+            if c.lb_cache_ttl > 0:
+                self._set_discovered(self._discovered)
+
+    # --- load ---
+
+    def _schedule(self) -> None:
+        c = self.config
+        interval = 1.0 / c.rate
+        next_at = time.monotonic()
+        sent = 0
+        while not self._stop.is_set() and sent < c.max_requests:
+            now = time.monotonic()
+            if c.duration is not None and now - self._started >= c.duration:
+                break
+            if next_at > now:
+                self._stop.wait(next_at - now)
+                continue
+            next_at += interval
+            if c.lb_cache_ttl > 0:
+                with self._lock:
+                    if now - self._routed_at >= c.lb_cache_ttl:
+                        self._routed, self._routed_at = self._discovered, now
+            self._pool.submit(self._one)
+            sent += 1
+
+    def _one(self) -> None:
+        with self._lock:
+            hosts = self._routed
+        start = time.monotonic()
+        if not hosts:
+            self._record(Record(start, start, "-", "no_instance"))
+            return
+        instance = hosts[next(self._rr) % len(hosts)]
+        try:
+            response = self._http.get(f"http://{instance}{self.config.path}")
+            outcome = (
+                "ok"
+                if response.status_code < 400
+                else "http_5xx"
+                if response.status_code >= 500
+                else "http_other"
+            )
+        except httpx.HTTPError as exc:
+            outcome = classify(exc)
+        self._record(Record(start, time.monotonic(), instance, outcome))
+
+    def _record(self, record: Record) -> None:
+        with self._lock:
+            if len(self._records) < MAX_RECORDS:
+                self._records.append(record)
+
+    # --- results ---
+
+    def records(self) -> list[Record]:
+        with self._lock:
+            return list(self._records)
+
+    def routed(self) -> list[str]:
+        with self._lock:
+            return list(self._routed)
+
+    def stats(self) -> dict[str, Any]:
+        records = self.records()
+        errors = Counter(r.outcome for r in records if r.outcome != "ok")
+        per_instance = Counter(r.instance for r in records)
+        ok = sum(1 for r in records if r.outcome == "ok")
+        return {
+            "total": len(records),
+            "ok": ok,
+            "errors": len(records) - ok,
+            "errors_by_kind": dict(errors),
+            "per_instance": dict(per_instance),
+            "discovery_errors": self.discovery_errors,
+        }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m agent.lab.consumer")
+    p.add_argument("--nacos-url", required=True)
+    p.add_argument("--service", required=True)
+    p.add_argument("--api", choices=["v1", "v3"], default="v1")
+    p.add_argument("--discovery", choices=["poll", "watch"], default="poll")
+    p.add_argument("--refresh-interval", type=float, default=1.0)
+    p.add_argument("--lb-cache-ttl", type=float, default=0.0)
+    p.add_argument("--rate", type=float, default=20.0)
+    p.add_argument("--duration", type=float, default=10.0)
+    args = p.parse_args(argv)
+    consumer = Consumer(
+        ConsumerConfig(
+            nacos_url=args.nacos_url,
+            service=args.service,
+            api=args.api,
+            discovery=args.discovery,
+            refresh_interval=args.refresh_interval,
+            lb_cache_ttl=args.lb_cache_ttl,
+            rate=args.rate,
+            duration=args.duration,
+        )
+    )
+    consumer.start()
+    time.sleep(args.duration)
+    consumer.stop()
+    print(json.dumps(consumer.stats()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
