@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
 
 from agent.config import NacosSettings, ServerAddress
 from agent.deadline import Deadline, SystemClock
 from agent.exceptions import AuthError, InstanceNotFound, RegistryUnavailable
+from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
 from agent.registry.nacos import NacosHttp, NacosRegistry
 
 SERVICE, IP, PORT = "orders", "10.0.0.5", 8080

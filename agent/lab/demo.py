@@ -65,15 +65,16 @@ def _summary_line(lines: list[str]) -> dict[str, Any]:
     return {}
 
 
-def start_app(nacos_addr: str, port: int, latency_ms: float, *extra: str) -> procs.Proc:
+def start_app(nacos_addr: str | None, port: int, latency_ms: float, *extra: str) -> procs.Proc:
+    """A demo app process, registered in ``nacos_addr`` (None: not registered anywhere)."""
+    registration = ["--nacos-addr", nacos_addr] if nacos_addr else []
     app = procs.start(
         f"app-{port}",
         procs.python_module(
             "agent.lab.demo_app",
             "--port",
             str(port),
-            "--nacos-addr",
-            nacos_addr,
+            *registration,
             "--service",
             SERVICE,
             "--ip",

@@ -30,6 +30,7 @@ class Proc:
     lines: list[str] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event)
     _marker: str = ""
+    _reader: threading.Thread = field(default_factory=threading.Thread)
 
     def wait_ready(self, timeout: float) -> str:
         if not self._ready.wait(timeout):
@@ -40,15 +41,18 @@ class Proc:
 
     def wait(self, timeout: float) -> int | None:
         try:
-            return self.popen.wait(timeout)
+            code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        self._reader.join(2)
+        return code
 
     def kill(self) -> None:
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.popen.kill()
             self.popen.wait(5)
+        self._reader.join(2)
 
     @property
     def pid(self) -> int:
@@ -76,12 +80,14 @@ def start(
 
     def read() -> None:
         assert popen.stdout is not None
-        for line in popen.stdout:
-            proc.lines.append(line.rstrip("\n"))
-            if ready_marker and ready_marker in line:
-                proc._ready.set()
+        with popen.stdout:
+            for line in popen.stdout:
+                proc.lines.append(line.rstrip("\n"))
+                if ready_marker and ready_marker in line:
+                    proc._ready.set()
 
-    threading.Thread(target=read, name=f"read-{name}", daemon=True).start()
+    proc._reader = threading.Thread(target=read, name=f"read-{name}", daemon=True)
+    proc._reader.start()
     if not ready_marker:
         proc._ready.set()
     return proc

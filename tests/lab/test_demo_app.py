@@ -1,0 +1,127 @@
+"""The demo app and the consumer: what the agent and the lab rely on."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+
+from agent.drain.signals import reading_from_prometheus
+from agent.lab.consumer import Consumer, ConsumerConfig
+from agent.lab.demo import start_app
+from agent.lab.demo_app import AppConfig, DemoApp
+from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from agent.lab.procs import free_port, wait_for
+from agent.shutdown import port_open
+
+
+def test_prometheus_counts_business_requests_and_in_flight() -> None:
+    """Business requests are counted; a slow one shows as in flight (the scrape excluded)."""
+    app = DemoApp(AppConfig(port=0, latency_ms=1))
+    app.start()
+    try:
+        base = f"http://127.0.0.1:{app.port}"
+        for _ in range(3):
+            httpx.get(f"{base}/work")
+        slow = threading.Thread(target=lambda: httpx.get(f"{base}/work?ms=800"))
+        slow.start()
+        time.sleep(0.2)
+        reading = reading_from_prometheus(httpx.get(f"{base}/actuator/prometheus").text)
+        assert reading.requests == 3
+        assert reading.in_flight == 1
+        slow.join()
+    finally:
+        app.shutdown()
+
+
+def test_graceful_shutdown_refuses_new_and_finishes_in_flight() -> None:
+    """After /actuator/shutdown the port refuses at once and the in-flight request completes."""
+    app = DemoApp(AppConfig(port=0, latency_ms=1))
+    app.start()
+    base = f"http://127.0.0.1:{app.port}"
+    result: list[int] = []
+    slow = threading.Thread(
+        target=lambda: result.append(httpx.get(f"{base}/work?ms=1500").status_code)
+    )
+    slow.start()
+    time.sleep(0.1)
+    assert httpx.post(f"{base}/actuator/shutdown").json()["message"] == "Shutting down, bye..."
+    assert wait_for(lambda: not port_open("127.0.0.1", app.port, 0.2), 2)
+    slow.join()
+    assert result == [200]
+    assert app.wait(5)
+
+
+def test_process_registers_and_deregisters_on_sigterm() -> None:
+    """A demo app process registers itself, and deregisters on SIGTERM, exiting 0."""
+    with NacosEmulator(EmulatorConfig(push_delay=0.05)) as nacos:
+        port = free_port()
+        app = start_app(nacos.addr, port, 1)
+        try:
+            assert wait_for(lambda: len(nacos.admin_view("demo")) == 1, 5)
+            app.popen.terminate()
+            assert app.wait(10) == 0
+            assert nacos.admin_view("demo") == []
+            assert "DEMO_APP_STOPPED" in app.lines
+        finally:
+            app.kill()
+
+
+def test_ignore_shutdown_keeps_serving() -> None:
+    """With --ignore-shutdown the endpoint answers but the app keeps running."""
+    app = DemoApp(AppConfig(port=0, ignore_shutdown=True))
+    app.start()
+    try:
+        httpx.post(f"http://127.0.0.1:{app.port}/actuator/shutdown")
+        time.sleep(0.8)
+        assert port_open("127.0.0.1", app.port, 0.5)
+    finally:
+        app.config.ignore_shutdown = False
+        app.shutdown()
+
+
+def test_consumer_round_robins_and_counts_refused() -> None:
+    """The consumer spreads load over both instances and counts errors from a stopped one it still lists."""
+    with NacosEmulator(EmulatorConfig(push_delay=0.05)) as nacos:
+        apps = [DemoApp(AppConfig(port=0, latency_ms=1)) for _ in range(2)]
+        for app in apps:
+            app.start()
+            nacos.register("svc", "127.0.0.1", app.port)
+        time.sleep(0.1)
+        consumer = Consumer(
+            ConsumerConfig(
+                nacos_url=nacos.url, service="svc", rate=50, refresh_interval=60, duration=10
+            )
+        )
+        with consumer:
+            time.sleep(1)
+            assert consumer.stats()["errors"] == 0
+            apps[0].shutdown()  # still in the consumer's list for the next 60 s
+            time.sleep(0.6)
+        stats = consumer.stats()
+        apps[1].shutdown()
+    assert len(stats["per_instance"]) == 2
+    assert stats["errors_by_kind"].get("connect_refused", 0) > 5
+
+
+def test_lb_cache_delays_list_changes() -> None:
+    """A load-balancer cache keeps routing to a dropped instance until its TTL passes."""
+    with NacosEmulator(EmulatorConfig(push_delay=0.05)) as nacos:
+        cid = nacos.register("svc", "127.0.0.1", free_port())
+        time.sleep(0.1)
+        consumer = Consumer(
+            ConsumerConfig(
+                nacos_url=nacos.url,
+                service="svc",
+                rate=5,
+                refresh_interval=0.1,
+                lb_cache_ttl=1.0,
+                duration=5,
+            )
+        )
+        with consumer:
+            nacos.deregister(cid)
+            time.sleep(0.4)
+            assert consumer.routed() != []  # discovery saw it go; the LB cache has not
+            assert wait_for(lambda: consumer.routed() == [], 2)

@@ -1,0 +1,143 @@
+"""The real CLI against real processes: the emulator, demo apps, and `prestop drain`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agent.lab import procs
+from agent.lab.demo import DemoSettings, run_demo, start_app
+from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
+
+pytestmark = pytest.mark.slow
+
+
+def drain(env: dict[str, str], *args: str, timeout: float = 60) -> tuple[int, list[dict]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PRESTOP_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "drain", *args],
+        env={**base, "PRESTOP_LOG_TO_PID1": "false", "PRESTOP_LOG_FORMAT": "json", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    return result.returncode, events
+
+
+@pytest.fixture(name="nacos")
+def fixture_nacos() -> Iterator[NacosEmulator]:
+    with NacosEmulator(
+        EmulatorConfig(auth_enabled=True, users={"nacos": "pw"}, push_delay=0.2)
+    ) as nacos:
+        yield nacos
+
+
+def _env(nacos_addr: str, port: int, **extra: str) -> dict[str, str]:
+    return {
+        "PRESTOP_NACOS_ADDR": nacos_addr,
+        "PRESTOP_SERVICE": "demo",
+        "POD_IP": "127.0.0.1",
+        "SERVER_PORT": str(port),
+        "NACOS_USERNAME": "nacos",
+        "NACOS_PASSWORD": "pw",
+        "PRESTOP_MIN_WAIT": "0.5",
+        "PRESTOP_QUIET_WINDOW": "1",
+        **extra,
+    }
+
+
+def test_zero_lost_requests_with_a_live_consumer() -> None:
+    """The whole sequence against the emulator: a live consumer loses no request."""
+    result = run_demo(DemoSettings(rate=40, staleness=0.5, budget=15, push_delay=0.3))
+    assert result.errors == 0, result.errors_by_kind
+    assert result.agent_exit_code == 0
+    assert result.shutdown_confirmed
+    assert result.app_exit_code == 0
+    assert result.time_to_invisible_s is not None
+    assert result.requests > 100
+    assert len(result.per_instance) == 2
+
+
+def test_registry_down_fails_open_within_budget() -> None:
+    """Registry unreachable: the app is still stopped, exit 3, within the budget."""
+    port = procs.free_port()
+    app = start_app(None, port, 5)
+    try:
+        started = time.monotonic()
+        rc, events = drain(
+            {**_env("127.0.0.1:1", port), "PRESTOP_BUDGET": "8", "PRESTOP_MAX_WAIT": "3"}
+        )
+        elapsed = time.monotonic() - started
+        assert rc == 3
+        assert elapsed < 8 + 1.5  # interpreter start-up is outside the agent's own clock
+        summary = events[-1]
+        assert summary["event"] == "prestop_summary"
+        assert summary["phases"]["take_out"]["outcome"] == "degraded"
+        assert summary["phases"]["shutdown"]["app_stopped"] is True
+        assert app.wait(5) == 0
+    finally:
+        app.kill()
+
+
+def test_wrong_password_exit_3_nothing_written(nacos: NacosEmulator) -> None:
+    """A wrong password: no write reaches the registry, the app is still stopped, exit 3."""
+    port = procs.free_port()
+    app = start_app(nacos.addr, port, 5)
+    try:
+        procs.wait_for(lambda: nacos.consumer_view("demo"), 5)
+        rc, events = drain(
+            {**_env(nacos.addr, port), "NACOS_PASSWORD": "wrong", "PRESTOP_BUDGET": "10"}
+        )
+        assert rc == 3
+        assert nacos.writes() == []
+        assert "wrong" not in json.dumps(events)
+        assert events[-1]["phases"]["take_out"]["reason"] == "AuthError"
+    finally:
+        app.kill()
+
+
+def test_app_ignoring_shutdown_is_reported(nacos: NacosEmulator) -> None:
+    """An app that ignores /actuator/shutdown is reported (exit 3) and the agent keeps its budget."""
+    port = procs.free_port()
+    app = start_app(nacos.addr, port, 5, "--ignore-shutdown")
+    try:
+        procs.wait_for(lambda: nacos.consumer_view("demo"), 5)
+        started = time.monotonic()
+        rc, events = drain({**_env(nacos.addr, port), "PRESTOP_BUDGET": "6"})
+        assert rc == 3
+        assert time.monotonic() - started < 6 + 1.5
+        assert any(e["event"] == "app_not_stopped" for e in events)
+        assert events[-1]["phases"]["shutdown"]["app_stopped"] is False
+        assert nacos.admin_view("demo")[0]["enabled"] is False
+    finally:
+        app.kill()
+
+
+def test_unknown_instance_writes_nothing(nacos: NacosEmulator) -> None:
+    """An instance that is not registered: reported, nothing written, app still stopped."""
+    port = procs.free_port()
+    app = start_app(nacos.addr, port, 5)
+    try:
+        procs.wait_for(lambda: nacos.consumer_view("demo"), 5)
+        rc, events = drain({**_env(nacos.addr, port), "POD_IP": "10.9.9.9", "PRESTOP_BUDGET": "8"})
+        assert rc == 3
+        assert nacos.writes() == []
+        assert nacos.ops_record("demo", "10.9.9.9", port) is None
+        assert events[-1]["phases"]["take_out"]["reason"] == "instance_not_found"
+    finally:
+        app.kill()
+
+
+def test_bad_config_touches_nothing(nacos: NacosEmulator) -> None:
+    """A config error exits 2 before any request reaches the registry."""
+    rc, _ = drain({**_env(nacos.addr, 8080), "PRESTOP_MAX_WAIT": "never"})
+    assert rc == 2
+    assert nacos.requests == []
