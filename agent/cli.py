@@ -74,8 +74,15 @@ def drain_options(fn: F) -> F:
         _opt("signal_target", "PID or process name to SIGTERM with --shutdown signal (default 1)."),
         _opt("min_wait", "Never drain for less than this many seconds (default 2)."),
         _opt("max_wait", "Never drain for more than this many seconds (default 60)."),
-        _opt("quiet_window", "Seconds without a new request that count as quiet (default 3)."),
-        _opt("poll_interval", "Seconds between traffic samples (default 0.5)."),
+        _opt(
+            "quiet_window",
+            "Seconds without a new request that count as quiet; 'auto' (default) derives it "
+            "from the request rate before the take-out.",
+        ),
+        _opt("confidence", "Auto window: accepted chance that a silence is luck (0.001)."),
+        _opt("quiet_floor", "Auto window: shortest quiet window in seconds (0.3)."),
+        _opt("quiet_cap", "Auto window: longest quiet window in seconds (30)."),
+        _opt("poll_interval", "Seconds between traffic samples (default 0.25)."),
         _opt("shutdown_timeout", "Seconds kept at the end for the app to stop (default 5)."),
         _opt("confirm_timeout", "Most seconds to wait for consumers' view to drop us (10)."),
         click.option(
@@ -131,8 +138,14 @@ def drain(**flags: Any) -> None:
                 f"take {cfg.nacos.instance} out of {cfg.nacos.group}@@{cfg.nacos.service} "
                 f"on {', '.join(str(s) for s in cfg.nacos.servers)} (enabled=false)",
                 "confirm consumers' instance list no longer has it",
-                f"drain: sample {cfg.metrics_url} until quiet for {cfg.quiet_window:g}s "
-                f"(min {cfg.min_wait:g}s, max {cfg.max_wait:g}s)",
+                f"drain: sample {cfg.metrics_url} until quiet for "
+                + (
+                    f"{cfg.quiet_window:g}s "
+                    if cfg.quiet_window is not None
+                    else f"ln(1/{cfg.confidence:g})/rate s "
+                    f"[{cfg.quiet_floor:g}..{cfg.quiet_cap:g}] "
+                )
+                + f"(min {cfg.min_wait:g}s, max {cfg.max_wait:g}s)",
                 f"shut down: {cfg.shutdown}"
                 + (f" ({cfg.actuator_url}/shutdown)" if cfg.shutdown == "actuator" else ""),
                 f"all within {cfg.budget:g}s",

@@ -79,6 +79,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("min_wait"),
     Option("max_wait"),
     Option("quiet_window"),
+    Option("confidence"),
+    Option("quiet_floor"),
+    Option("quiet_cap"),
     Option("poll_interval"),
     Option("shutdown_timeout"),
     Option("http_timeout"),
@@ -152,8 +155,11 @@ class Config:
     budget: float = 25.0
     min_wait: float = 2.0
     max_wait: float = 60.0
-    quiet_window: float = 3.0
-    poll_interval: float = 0.5
+    quiet_window: float | None = None  # None: adaptive, from the rate before the take-out
+    confidence: float = 0.001
+    quiet_floor: float = 0.3
+    quiet_cap: float = 30.0
+    poll_interval: float = 0.25
     shutdown_timeout: float = 5.0
     http_timeout: float = 3.0
     confirm_timeout: float = 10.0
@@ -434,6 +440,13 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
             f"--min-wait {min_wait:g} is greater than --max-wait {max_wait:g}; "
             "lower --min-wait or raise --max-wait"
         )
+    quiet_floor = _number("quiet_floor", r("quiet_floor"), 0.3)
+    quiet_cap = _number("quiet_cap", r("quiet_cap"), 30.0)
+    if quiet_floor > quiet_cap:
+        raise ConfigError(
+            f"--quiet-floor {quiet_floor:g} is greater than --quiet-cap {quiet_cap:g}; "
+            "lower --quiet-floor or raise --quiet-cap"
+        )
     log_format_r = r("log_format")
     log_format: LogFormat = "auto"
     if log_format_r is not None:
@@ -451,8 +464,11 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
         budget=budget,
         min_wait=min_wait,
         max_wait=max_wait,
-        quiet_window=_number("quiet_window", r("quiet_window"), 3.0),
-        poll_interval=_number("poll_interval", r("poll_interval"), 0.5, minimum=0.01),
+        quiet_window=_quiet_window(r("quiet_window")),
+        confidence=_confidence(r("confidence")),
+        quiet_floor=quiet_floor,
+        quiet_cap=quiet_cap,
+        poll_interval=_number("poll_interval", r("poll_interval"), 0.25, minimum=0.01),
         shutdown_timeout=_number("shutdown_timeout", r("shutdown_timeout"), 5.0),
         http_timeout=_number("http_timeout", r("http_timeout"), 3.0, allow_zero=False),
         confirm_timeout=_number("confirm_timeout", r("confirm_timeout"), 10.0),
@@ -461,6 +477,21 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
         log_format=log_format,
         sources=sources,
     )
+
+
+def _quiet_window(r: Resolved | None) -> float | None:
+    if r is None or r.value.lower() == "auto":
+        return None
+    return _number("quiet_window", r, 3.0)
+
+
+def _confidence(r: Resolved | None) -> float:
+    if r is None:
+        return 0.001
+    value = _number("confidence", r, 0.001)
+    if not 0 < value < 1:
+        raise _fail("confidence", r, "must be between 0 and 1", "give e.g. 0.001 (0.1 %)")
+    return value
 
 
 def resolve_env_port(name: str, environ: Mapping[str, str]) -> int | None:

@@ -16,7 +16,7 @@ from typing import Any
 from agent.deadline import Clock, Deadline
 from agent.drain.policy import DrainConfig
 from agent.drain.signals import TrafficSignal
-from agent.drain.waiter import wait_for_drain
+from agent.drain.waiter import take_sample, wait_for_drain
 from agent.exceptions import AgentError, InstanceNotFound, ShutdownError
 from agent.logs import get_logger
 from agent.registry import Registry
@@ -93,6 +93,8 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
     deadline = Deadline.after(clock, max(0.0, plan.budget - EXIT_MARGIN))
     before_shutdown = deadline.minus(plan.shutdown_timeout)  # time kept for the app to stop
     outcome = Outcome(budget=plan.budget)
+    # The traffic rate before the take-out decides how long a silence must be (the quiet window).
+    baseline = take_sample(deps.signal, before_shutdown.sub(plan.drain.poll_interval * 4), clock)
 
     with _phase(outcome, "take_out", clock) as p:
         taken_out = _take_out(deps.registry, before_shutdown, p)
@@ -104,7 +106,7 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
             p.outcome = "skipped"
 
     with _phase(outcome, "drain", clock) as p:
-        result = wait_for_drain(deps.signal, plan.drain, before_shutdown, clock)
+        result = wait_for_drain(deps.signal, plan.drain, before_shutdown, clock, baseline=baseline)
         # Running out of time is reported but not "degraded": exit 3 means the registry failed.
         p.outcome = "ok" if result.drained else "timeout"
         if result.good_samples == 0:
@@ -113,6 +115,8 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
             drained=result.drained,
             reason=result.reason,
             requests_after_take_out=result.requests_seen,
+            rate_before=None if result.rate_before is None else round(result.rate_before, 3),
+            quiet_window_s=None if result.quiet_window is None else round(result.quiet_window, 3),
             signal=deps.signal.name if deps.signal is not None else None,
         )
 

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.drain.policy import DrainConfig, DrainState, Sample, decide, observe
+from agent.drain.policy import (
+    DrainConfig,
+    DrainState,
+    Sample,
+    adaptive_window,
+    decide,
+    observe,
+    quiet_window,
+)
 
 configs = st.builds(
     DrainConfig,
     # Durations below a millisecond only test float rounding, not the policy.
     min_wait=st.one_of(st.just(0.0), st.floats(0.001, 20)),
     max_wait=st.floats(0, 120),
-    quiet_window=st.one_of(st.just(0.0), st.floats(0.001, 10)),
+    quiet_window=st.one_of(st.none(), st.just(0.0), st.floats(0.001, 10)),
     poll_interval=st.floats(0.05, 2),
+    confidence=st.floats(1e-6, 0.5),
+    quiet_floor=st.floats(0.0, 2),
+    quiet_cap=st.floats(2, 60),
 )
+rates = st.one_of(st.none(), st.floats(0, 1000))
 # A trace: per step, a time increment, whether new requests arrived, and the in-flight count.
 steps = st.lists(
     st.tuples(st.floats(0.01, 3), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 3))),
@@ -23,9 +36,15 @@ steps = st.lists(
 )
 
 
-def _run(config: DrainConfig, trace: list[tuple[float, int, int | None]], budget: float):
+def _run(
+    config: DrainConfig,
+    trace: list[tuple[float, int, int | None]],
+    budget: float,
+    rate: float | None = None,
+):
     start = 0.0
-    state = DrainState.begin(start, start + budget)
+    window = adaptive_window(rate, config)
+    state = DrainState.begin(start, start + budget, quiet_window=window)
     now, count = start, 0.0
     # The driver's first sample is taken at the start: it is the baseline of the counter.
     state = observe(state, Sample(now, count, 0.0), now)
@@ -43,10 +62,10 @@ def _run(config: DrainConfig, trace: list[tuple[float, int, int | None]], budget
 
 
 @settings(max_examples=300, deadline=None)
-@given(configs, steps, st.floats(0.5, 100))
-def test_never_past_deadline_or_cap(config: DrainConfig, trace, budget: float) -> None:
+@given(configs, steps, st.floats(0.5, 100), rates)
+def test_never_past_deadline_or_cap(config: DrainConfig, trace, budget: float, rate) -> None:
     """Every 'wait' happens before the deadline and max_wait; the policy never sleeps past them."""
-    for now, state, d, _, _ in _run(config, trace, budget):
+    for now, state, d, _, _ in _run(config, trace, budget, rate):
         cap = min(state.deadline, state.started + config.max_wait)
         if d.action == "wait":
             assert now < cap
@@ -56,23 +75,28 @@ def test_never_past_deadline_or_cap(config: DrainConfig, trace, budget: float) -
 
 
 @settings(max_examples=300, deadline=None)
-@given(configs, steps, st.floats(0.5, 100))
-def test_never_drained_while_in_flight_or_too_early(config: DrainConfig, trace, budget) -> None:
+@given(configs, steps, st.floats(0.5, 100), rates)
+def test_never_drained_while_in_flight_or_too_early(
+    config: DrainConfig, trace, budget, rate
+) -> None:
     """Drained only with nothing in flight, after min_wait, and after a full quiet window."""
-    for now, state, d, new, in_flight in _run(config, trace, budget):
+    for now, state, d, new, in_flight in _run(config, trace, budget, rate):
         if d.action == "drained":
             assert in_flight in (0, None)
             assert state.in_flight in (0.0, None)
             assert now - state.started >= config.min_wait
-            assert new == 0 or config.quiet_window == 0
-            assert now - state.quiet_since >= config.quiet_window
+            window = quiet_window(config, state)
+            assert window >= (state.quiet_window if config.quiet_window is None else 0)
+            assert new == 0 or window < 1e-3
+            assert now - state.quiet_since >= window
 
 
 @settings(max_examples=200, deadline=None)
-@given(configs, st.floats(0.5, 100))
-def test_drained_within_one_poll_of_quiet(config: DrainConfig, budget: float) -> None:
+@given(configs, st.floats(0.5, 100), rates)
+def test_drained_within_one_poll_of_quiet(config: DrainConfig, budget: float, rate) -> None:
     """With no traffic at all, following the policy's sleeps ends within one poll of the rule."""
-    state = DrainState.begin(0.0, budget)
+    window = adaptive_window(rate, config)
+    state = DrainState.begin(0.0, budget, quiet_window=window)
     now = 0.0
     for _ in range(10_000):
         state = observe(state, Sample(now, 0.0, 0.0), now)
@@ -80,7 +104,7 @@ def test_drained_within_one_poll_of_quiet(config: DrainConfig, budget: float) ->
         if d.action != "wait":
             break
         now += d.sleep if d.sleep > 0 else 0.01
-    earliest = max(config.min_wait, config.quiet_window)
+    earliest = max(config.min_wait, window)
     cap = min(budget, config.max_wait)
     if earliest < cap:
         assert d.action == "drained"
@@ -112,3 +136,35 @@ def test_counter_reset_counts_as_activity() -> None:
     state = observe(state, Sample(1.0, 50.0, 0.0), 1.0)
     state = observe(state, Sample(2.0, 3.0, 0.0), 2.0)
     assert state.quiet_since == 2.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(configs, rates, rates)
+def test_window_shrinks_as_rate_grows(config: DrainConfig, a, b) -> None:
+    """A higher rate never needs a longer silence; the window stays within floor and cap."""
+    wa, wb = adaptive_window(a, config), adaptive_window(b, config)
+    if config.quiet_window is None:
+        assert min(config.quiet_floor, config.quiet_cap) <= wa <= config.quiet_cap
+        if a is not None and b is not None and 0 < a <= b:
+            assert wb <= wa
+
+
+def test_window_examples() -> None:
+    """500 req/s is quiet after well under a second; 0.2 req/s is not quiet after 5 s."""
+    config = DrainConfig()
+    assert adaptive_window(500, config) < 1.0
+    assert adaptive_window(0.2, config) > 5.0
+    assert adaptive_window(1.0, config) == pytest.approx(6.908, abs=0.01)
+    assert adaptive_window(None, config) == config.quiet_cap
+    assert adaptive_window(10, DrainConfig(quiet_window=2)) == 2
+
+
+def test_sparse_late_traffic_needs_a_longer_silence() -> None:
+    """When fast consumers have let go and a slow one remains, the window grows to match it."""
+    config = DrainConfig(min_wait=0)
+    state = DrainState.begin(0.0, 100.0, quiet_window=adaptive_window(100, config))
+    state = observe(state, Sample(0.0, 0.0, 0.0), 0.0)
+    for i in range(1, 6):  # one request a second from the last consumer still holding us
+        state = observe(state, Sample(float(i), float(i), 0.0), float(i))
+    assert quiet_window(config, state) > 5.0
+    assert decide(config, state, 6.5).action == "wait"

@@ -4,13 +4,14 @@ Pure: no clock, no I/O, no logging. The driver in :mod:`agent.drain.waiter` feed
 and sleeps as told. The rule (Dubbo's quiet period, made explicit and bounded):
 
 * drained when the registry change is settled, ``min_wait`` has passed since the drain began,
-  nothing is in flight, and no new request has arrived for ``quiet_window`` seconds;
+  nothing is in flight, and no new request has arrived for the quiet window;
 * give up at ``max_wait`` after the start or at the deadline, whichever is first;
 * with no usable traffic signal at all, wait until that cap (we cannot know better).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -19,8 +20,29 @@ from typing import Literal
 class DrainConfig:
     min_wait: float = 2.0
     max_wait: float = 60.0
-    quiet_window: float = 3.0
-    poll_interval: float = 0.5
+    quiet_window: float | None = None  # None: derive it from the request rate
+    poll_interval: float = 0.25
+    confidence: float = 0.001  # accepted chance that the silence was luck
+    quiet_floor: float = 0.3
+    quiet_cap: float = 30.0
+
+
+def adaptive_window(rate: float | None, config: DrainConfig) -> float:
+    """How long a silence must last before it is not luck, at ``rate`` requests per second.
+
+    While consumers still send us traffic, arrivals are roughly Poisson at the rate measured
+    before the take-out, so a silence of ``w`` seconds happens by chance with probability
+    ``exp(-rate * w)``. Requiring that to be at most ``confidence`` gives
+    ``w = ln(1 / confidence) / rate``, clamped to ``[quiet_floor, quiet_cap]``: 500 req/s needs
+    14 ms (floor: 0.3 s), 1 req/s 6.9 s, 0.2 req/s 34.5 s (cap: 30 s). An unknown or zero rate
+    gets the cap: with no traffic seen, silence proves nothing.
+    """
+    if config.quiet_window is not None:
+        return config.quiet_window
+    if rate is None or rate <= 0:
+        return config.quiet_cap
+    window = math.log(1.0 / config.confidence) / rate
+    return min(config.quiet_cap, max(config.quiet_floor, window))
 
 
 @dataclass(frozen=True)
@@ -50,10 +72,20 @@ class DrainState:
     good_samples: int = 0
     failed_samples: int = 0
     requests_seen: float = 0.0  # requests counted since the drain began
+    quiet_window: float = 3.0  # from the rate before the take-out
+    activity: tuple[tuple[float, float], ...] = ()  # recent (at, requests_seen) with new traffic
 
     @classmethod
-    def begin(cls, now: float, deadline: float, *, settled: bool = True) -> DrainState:
-        return cls(started=now, deadline=deadline, settled=settled, quiet_since=now)
+    def begin(
+        cls, now: float, deadline: float, *, settled: bool = True, quiet_window: float = 3.0
+    ) -> DrainState:
+        return cls(
+            started=now,
+            deadline=deadline,
+            settled=settled,
+            quiet_since=now,
+            quiet_window=quiet_window,
+        )
 
 
 def observe(state: DrainState, sample: Sample | None, now: float) -> DrainState:
@@ -66,13 +98,51 @@ def observe(state: DrainState, sample: Sample | None, now: float) -> DrainState:
         if state.last_requests is not None and sample.requests != state.last_requests:
             delta = sample.requests - state.last_requests
             # A counter going down means the app restarted its metrics: count it as activity.
+            seen = state.requests_seen + (delta if delta > 0 else sample.requests)
             new = replace(
                 new,
                 quiet_since=sample.at,
-                requests_seen=state.requests_seen + (delta if delta > 0 else sample.requests),
+                requests_seen=seen,
+                activity=(*state.activity, (sample.at, seen))[-RECENT_ACTIVITY:],
             )
         new = replace(new, last_requests=sample.requests)
     return new
+
+
+RECENT_ACTIVITY = 8
+RATE_Z = 1.28  # one-sided 90 % lower bound
+
+
+def cautious_rate(events: float, span: float) -> float:
+    """A Poisson rate's 90 % lower bound: a few events by chance must not shorten the window.
+
+    ``n - 1.28 * sqrt(n)`` keeps 300 events at 278 but turns 2 into 0.2.
+    """
+    if span <= 0 or events <= 0:
+        return 0.0
+    return max(0.0, events - RATE_Z * math.sqrt(events)) / span
+
+
+def recent_rate(state: DrainState) -> float | None:
+    """The rate of the traffic still arriving, from the last few samples that saw new requests.
+
+    Consumers let go one by one, so the traffic left late in a drain is often much sparser
+    than before the take-out; the silence that proves it has stopped must grow accordingly.
+    """
+    if len(state.activity) < 3:
+        return None
+    (t0, n0), (t1, n1) = state.activity[0], state.activity[-1]
+    return cautious_rate(n1 - n0, t1 - t0)
+
+
+def quiet_window(config: DrainConfig, state: DrainState) -> float:
+    """The silence required now: the larger of the before-take-out and the recent windows."""
+    if config.quiet_window is not None:
+        return config.quiet_window
+    recent = recent_rate(state)
+    if recent is None:
+        return state.quiet_window
+    return max(state.quiet_window, adaptive_window(recent, config))
 
 
 def settle(state: DrainState, now: float) -> DrainState:
@@ -99,7 +169,7 @@ def decide(config: DrainConfig, state: DrainState, now: float) -> Decision:
     if state.in_flight is not None and state.in_flight > 0:
         return Decision("wait", "in_flight", poll)
     min_until = state.started + config.min_wait - now
-    quiet_until = state.quiet_since + config.quiet_window - now
+    quiet_until = state.quiet_since + quiet_window(config, state) - now
     if state.last_requests is None:
         quiet_until = 0.0  # only in-flight is known: quiet means nothing in flight
     if min_until <= 0 and quiet_until <= 0:

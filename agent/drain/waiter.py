@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.deadline import Clock, Deadline
-from agent.drain.policy import Decision, DrainConfig, DrainState, Sample, decide, observe
+from agent.drain.policy import (
+    Decision,
+    DrainConfig,
+    DrainState,
+    Sample,
+    adaptive_window,
+    cautious_rate,
+    decide,
+    observe,
+    quiet_window,
+)
 from agent.drain.signals import SignalUnavailable, TrafficSignal
 from agent.logs import get_logger
 
@@ -20,6 +30,32 @@ class DrainResult:
     requests_seen: float
     good_samples: int
     failed_samples: int
+    rate_before: float | None = None
+    quiet_window: float | None = None
+
+
+MIN_RATE_SPAN = 0.2  # seconds; a shorter baseline says nothing about the rate
+
+
+def take_sample(signal: TrafficSignal | None, deadline: Deadline, clock: Clock) -> Sample | None:
+    """One reading as a Sample, or None when there is no signal or it failed."""
+    if signal is None:
+        return None
+    try:
+        reading = signal.read(deadline)
+    except SignalUnavailable:
+        return None
+    return Sample(clock.now(), reading.requests, reading.in_flight)
+
+
+def rate_between(first: Sample | None, second: Sample | None) -> float | None:
+    """A cautious request rate between two samples (see :func:`cautious_rate`)."""
+    if first is None or second is None or first.requests is None or second.requests is None:
+        return None
+    span = second.at - first.at
+    if span < MIN_RATE_SPAN or second.requests < first.requests:
+        return None
+    return cautious_rate(second.requests - first.requests, span)
 
 
 def wait_for_drain(
@@ -27,10 +63,18 @@ def wait_for_drain(
     config: DrainConfig,
     deadline: Deadline,
     clock: Clock,
+    *,
+    baseline: Sample | None = None,
 ) -> DrainResult:
-    """Sample until the policy says drained or give up; never past ``deadline``."""
+    """Sample until the policy says drained or give up; never past ``deadline``.
+
+    ``baseline`` is a sample taken before the instance was taken out: the request rate since
+    then sets the quiet window (see :func:`agent.drain.policy.adaptive_window`).
+    """
     start = clock.now()
-    state = DrainState.begin(start, deadline.at)
+    state = DrainState.begin(start, deadline.at, quiet_window=adaptive_window(None, config))
+    rate: float | None = None
+    first = True
     last_reason = ""
     warned = False
     while True:
@@ -45,6 +89,16 @@ def wait_for_drain(
                     log.warning("drain_signal_unavailable", signal=signal.name, error=str(exc))
                     warned = True
         state = observe(state, sample, now)
+        if first:
+            first = False
+            rate = rate_between(baseline, sample)
+            state = replace(state, quiet_window=adaptive_window(rate, config))
+            log.info(
+                "drain_window",
+                rate_before=None if rate is None else round(rate, 3),
+                quiet_window_s=round(state.quiet_window, 3),
+                adaptive=config.quiet_window is None,
+            )
         now = clock.now()
         decision: Decision = decide(config, state, now)
         if decision.action != "wait":
@@ -55,6 +109,8 @@ def wait_for_drain(
                 requests_seen=state.requests_seen,
                 good_samples=state.good_samples,
                 failed_samples=state.failed_samples,
+                rate_before=rate,
+                quiet_window=quiet_window(config, state),
             )
         if decision.reason != last_reason:
             log.info("drain_waiting", reason=decision.reason, in_flight=state.in_flight)
