@@ -109,7 +109,7 @@ def observe(state: DrainState, sample: Sample | None, now: float) -> DrainState:
     return new
 
 
-RECENT_ACTIVITY = 8
+RECENT_ACTIVITY = 16
 RATE_Z = 1.28  # one-sided 90 % lower bound
 
 

@@ -30,7 +30,7 @@ class SignalUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Reading:
-    requests: float | None
+    requests: float | None  # cumulative arrivals (or completions when in-flight is unknown)
     in_flight: float | None
 
 
@@ -100,6 +100,10 @@ def reading_from_prometheus(
         raise SignalUnavailable(f"none of {requests_metric}, {active_metric}, {busy_metric} found")
     if requests is None and active is not None:
         requests = 0.0  # the app has served no business request yet: the series appear later
+    if requests is not None and in_flight is not None:
+        # Micrometer counts a request when it completes; adding those in flight turns the
+        # counter into arrivals, so a long request finishing is not mistaken for new traffic.
+        requests += in_flight
     return Reading(requests=requests, in_flight=in_flight)
 
 

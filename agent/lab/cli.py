@@ -40,3 +40,55 @@ def lab(
         write_json(result, settings, json_path)
         click.echo(f"wrote {json_path}")
     sys.exit(0 if result.passed else 1)
+
+
+@lab.command()
+@click.option("--strategy", type=click.Choice(["none", "sleep", "agent", "all"]), default="all")
+@click.option("--replicas", type=int, default=3)
+@click.option("--rate", type=float, default=60.0, help="Requests per second over all consumers.")
+@click.option("--time-scale", type=float, default=0.25, help="Multiplies every cache/poll time.")
+@click.option("--grace", type=float, default=45.0, help="terminationGracePeriodSeconds.")
+@click.option("--latency-tail", type=float, default=0.01, help="Share of slow requests.")
+@click.option("--tail-ms", type=float, default=2000.0, help="Duration of a slow request.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("lab-results"))
+def rollout(
+    strategy: str,
+    replicas: int,
+    rate: float,
+    time_scale: float,
+    grace: float,
+    latency_tail: float,
+    tail_ms: float,
+    out: Path,
+) -> None:
+    """Benchmark a rolling update: no preStop, a fixed sleep, and the agent."""
+    from agent.lab.rollout import (
+        STRATEGIES,
+        RolloutSettings,
+        render,
+        result_records,
+        run_rollout,
+        write_json,
+        write_svg,
+    )
+
+    results = []
+    strategies = STRATEGIES if strategy == "all" else (strategy,)
+    for name in strategies:
+        settings = RolloutSettings(
+            strategy=name,
+            replicas=replicas,
+            rate=rate,
+            time_scale=time_scale,
+            grace=grace,
+            latency_tail=latency_tail,
+            tail_ms=tail_ms,
+        )
+        click.echo(f"running strategy {name} ...", err=True)
+        results.append(run_rollout(settings))
+        write_svg(result_records[name], out / f"rollout-{name}.svg", f"rollout, strategy {name}")
+    click.echo(render(results, settings))
+    write_json(results, settings, out / "rollout.json")
+    click.echo(f"wrote {out / 'rollout.json'} and {out}/rollout-*.svg")
+    ok = all(r.errors == 0 for r in results if r.strategy == "agent")
+    sys.exit(0 if ok else 1)

@@ -54,7 +54,7 @@ class DemoResult:
         return self.errors == 0 and self.agent_exit_code == 0 and self.shutdown_confirmed
 
 
-def _summary_line(lines: list[str]) -> dict[str, Any]:
+def summary_line(lines: list[str]) -> dict[str, Any]:
     for line in reversed(lines):
         try:
             event = json.loads(line)
@@ -149,7 +149,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
         finally:
             for app in apps:
                 app.kill()
-    summary = _summary_line(agent.lines)
+    summary = summary_line(agent.lines)
     phases = summary.get("phases", {})
     confirm, drain, shutdown = (phases.get(k, {}) for k in ("confirm", "drain", "shutdown"))
     return DemoResult(

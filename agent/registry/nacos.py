@@ -392,7 +392,7 @@ class NacosRegistry:
             after=after,
             server_version=server.version,
             method=method,
-            already_out=before.enabled is (not enabled),
+            already_out=before.enabled is enabled,
         )
 
     def _write(

@@ -1,0 +1,323 @@
+"""``prestop lab rollout``: a Deployment's rolling update on loopback, as a benchmark.
+
+Real processes: N demo app replicas registered in the Nacos emulator; consumers with realistic
+staleness (Nacos push, periodic polling, push behind a load-balancer cache); a load with a long
+tail of request durations; and a kubelet stand-in that, pod by pod, starts the new pod, waits
+until it is ready and registered, then terminates the old one as kubelet does: preStop, then
+SIGTERM, then SIGKILL at the grace period. Strategies for the preStop: ``none``, ``sleep`` (the
+usual deregister + fixed sleep + shutdown script) and ``agent`` (``prestop drain``).
+
+Per pod it measures the drain (preStop start to the app's port closing) and its lower bound:
+the last request a consumer routed to the pod after its take-out, plus the longest request in
+flight, measured from the take-out. All staleness values are multiplied by ``time_scale``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agent.lab import procs
+from agent.lab.consumer import Consumer, ConsumerConfig, Record
+from agent.lab.demo import SERVICE, agent_env, start_app, summary_line
+from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from agent.shutdown import port_open
+
+STRATEGIES = ("none", "sleep", "agent")
+
+
+@dataclass
+class RolloutSettings:
+    strategy: str = "agent"
+    replicas: int = 3
+    rate: float = 60.0  # requests per second over all consumers
+    time_scale: float = 0.25
+    lb_cache_ttl: float = 35.0  # Spring Cloud LoadBalancer's default, before scaling
+    poll_interval: float = 10.0  # a polling consumer's refresh, before scaling
+    grace: float = 45.0  # terminationGracePeriodSeconds (not scaled)
+    latency_ms: float = 20.0
+    latency_tail: float = 0.01
+    tail_ms: float = 2000.0
+    push_delay: float = 0.5
+    seed: int = 7
+
+    @property
+    def scaled_lb_ttl(self) -> float:
+        return self.lb_cache_ttl * self.time_scale
+
+    @property
+    def scaled_poll(self) -> float:
+        return self.poll_interval * self.time_scale
+
+    @property
+    def sleep_seconds(self) -> float:
+        # What a careful team would pick for the fixed sleep: the slowest cache plus a margin.
+        return self.scaled_lb_ttl + max(self.scaled_poll, 1.0) + 2.0
+
+
+@dataclass
+class PodResult:
+    instance: str
+    drain_s: float | None  # preStop start → the app's port refused connections
+    bound_s: float  # last routed request after take-out + longest request in flight
+    ratio: float | None
+    errors: int
+    prestop_exit: int | None
+    killed: bool
+    prestop_summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RolloutResult:
+    strategy: str
+    requests: int
+    errors: int
+    errors_by_kind: dict[str, int]
+    rollout_s: float
+    pods: list[PodResult] = field(default_factory=list)
+
+    @property
+    def worst_ratio(self) -> float | None:
+        ratios = [p.ratio for p in self.pods if p.ratio is not None]
+        return max(ratios) if ratios else None
+
+
+def _bound(records: list[Record], instance: str, t0: float) -> float:
+    to_pod = [r for r in records if r.instance == instance]
+    routed_after = [r.start for r in to_pod if r.start >= t0]
+    in_flight = [r.end - r.start for r in to_pod if r.end >= t0]
+    last = (max(routed_after) - t0) if routed_after else 0.0
+    return last + (max(in_flight) if in_flight else 0.0)
+
+
+class Kubelet:
+    """Terminates a pod the way kubelet does, with one of the preStop strategies."""
+
+    def __init__(self, settings: RolloutSettings, nacos: NacosEmulator) -> None:
+        self.s = settings
+        self.nacos = nacos
+        self.summaries: dict[int, dict[str, Any]] = {}
+
+    def terminate(self, app: procs.Proc, port: int) -> tuple[float, float | None, int | None, bool]:
+        """Returns (t0, seconds until the port closed, preStop exit code, SIGKILLed?)."""
+        t0 = time.monotonic()
+        closed: list[float] = []
+        watcher = threading.Thread(target=self._watch_port, args=(port, t0, closed), daemon=True)
+        watcher.start()
+        deadline = t0 + self.s.grace
+        prestop_exit = self._prestop(port, deadline)
+        if app.popen.poll() is None:
+            app.popen.send_signal(signal.SIGTERM)
+        killed = app.wait(max(0.1, deadline - time.monotonic())) is None
+        if killed:
+            app.kill()
+        watcher.join(2)
+        return t0, (closed[0] - t0) if closed else None, prestop_exit, killed
+
+    @staticmethod
+    def _watch_port(port: int, t0: float, closed: list[float]) -> None:
+        while time.monotonic() - t0 < 600:
+            if not port_open("127.0.0.1", port, 0.2):
+                closed.append(time.monotonic())
+                return
+            time.sleep(0.02)
+
+    def _prestop(self, port: int, deadline: float) -> int | None:
+        if self.s.strategy == "none":
+            return None
+        if self.s.strategy == "sleep":
+            return self._sleep_script(port, deadline)
+        budget = max(1.0, self.s.grace - 3.0)
+        agent = procs.start(
+            f"prestop-{port}",
+            procs.prestop_argv("drain"),
+            env=agent_env(self.nacos.addr, port, budget, auth=False),
+        )
+        code = agent.wait(max(0.1, deadline - time.monotonic()))
+        if code is None:
+            agent.kill()
+        self.summaries[port] = summary_line(agent.lines)
+        return code
+
+    def _sleep_script(self, port: int, deadline: float) -> int:
+        # The script people paste: curl -X PUT ...enabled=false; sleep N; curl -X POST shutdown.
+        base = f"{self.nacos.url}/nacos/v1/ns/instance"
+        params = {"serviceName": SERVICE, "ip": "127.0.0.1", "port": str(port), "enabled": "false"}
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.put(base, params=params, timeout=3)
+        time.sleep(max(0.0, min(self.s.sleep_seconds, deadline - time.monotonic())))
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/actuator/shutdown", timeout=3)
+        except httpx.HTTPError:
+            return 1
+        return 0
+
+
+def run_rollout(settings: RolloutSettings) -> RolloutResult:
+    s = settings
+    config = EmulatorConfig(push_delay=s.push_delay, metadata_expiry=60.0)
+    apps: dict[int, procs.Proc] = {}
+    extra = ["--latency-tail", str(s.latency_tail), "--tail-ms", str(s.tail_ms)]
+    with NacosEmulator(config) as nacos:
+        try:
+            for _ in range(s.replicas):
+                port = procs.free_port()
+                apps[port] = start_app(nacos.addr, port, s.latency_ms, *extra)
+            if not procs.wait_for(lambda: len(nacos.consumer_view(SERVICE)) == s.replicas, 15):
+                raise RuntimeError("replicas did not register")
+            consumers = _consumers(nacos, s)
+            for c in consumers:
+                c.start()
+            time.sleep(max(1.5, s.scaled_lb_ttl / 4))
+            kubelet = Kubelet(s, nacos)
+            started = time.monotonic()
+            terminations: list[tuple[str, float, float | None, int | None, bool]] = []
+            for old_port in list(apps):
+                new_port = procs.free_port()
+                apps[new_port] = start_app(nacos.addr, new_port, s.latency_ms, *extra)
+                procs.wait_for(
+                    lambda p=new_port: any(h["port"] == p for h in nacos.consumer_view(SERVICE)),
+                    15,
+                )
+                t0, drain, code, killed = kubelet.terminate(apps.pop(old_port), old_port)
+                terminations.append((f"127.0.0.1:{old_port}", t0, drain, code, killed))
+            rollout_s = time.monotonic() - started
+            time.sleep(1.0)
+            for c in consumers:
+                c.stop()
+        finally:
+            for app in apps.values():
+                app.kill()
+    records = [r for c in consumers for r in c.records()]
+    errors = [r for r in records if r.outcome != "ok"]
+    by_kind: dict[str, int] = {}
+    for r in errors:
+        by_kind[r.outcome] = by_kind.get(r.outcome, 0) + 1
+    result = RolloutResult(s.strategy, len(records), len(errors), by_kind, round(rollout_s, 3))
+    for instance, t0, drain, code, killed in terminations:
+        bound = _bound(records, instance, t0)
+        result.pods.append(
+            PodResult(
+                instance=instance,
+                drain_s=None if drain is None else round(drain, 3),
+                bound_s=round(bound, 3),
+                ratio=None if drain is None or bound <= 0 else round(drain / bound, 2),
+                errors=sum(1 for r in errors if r.instance == instance),
+                prestop_exit=code,
+                killed=killed,
+                prestop_summary=kubelet.summaries.get(int(instance.rsplit(":", 1)[1]), {}),
+            )
+        )
+    result_records[s.strategy] = records
+    return result
+
+
+# The last run's request records per strategy, for the timeline picture.
+result_records: dict[str, list[Record]] = {}
+
+
+def _consumers(nacos: NacosEmulator, s: RolloutSettings) -> list[Consumer]:
+    share = s.rate / 3
+    common: dict[str, Any] = {"nacos_url": nacos.url, "service": SERVICE, "duration": 1800.0}
+    return [
+        Consumer(ConsumerConfig(**common, name="push", discovery="watch", rate=share)),
+        Consumer(
+            ConsumerConfig(
+                **common, name="poll", refresh_interval=max(0.2, s.scaled_poll), rate=share
+            )
+        ),
+        Consumer(
+            ConsumerConfig(
+                **common,
+                name="lb-cache",
+                discovery="watch",
+                lb_cache_ttl=s.scaled_lb_ttl,
+                rate=share,
+            )
+        ),
+    ]
+
+
+def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
+    s = settings
+    lines = [
+        f"rollout: {s.replicas} replicas, {s.rate:g} req/s, consumers: push / poll every "
+        f"{s.scaled_poll:g} s / LB cache {s.scaled_lb_ttl:g} s (time scale {s.time_scale:g}), "
+        f"tail {s.latency_tail:.0%} x {s.tail_ms:g} ms, grace {s.grace:g} s",
+        f"{'strategy':<9}{'requests':>9}{'failed':>8}  {'drain/bound per pod (s)':<44}"
+        f"{'worst ratio':>12}{'rollout':>10}",
+    ]
+    for r in results:
+        pods = ", ".join(
+            f"{'-' if p.drain_s is None else f'{p.drain_s:.1f}'}/{p.bound_s:.1f}" for p in r.pods
+        )
+        worst = "-" if r.worst_ratio is None else f"{r.worst_ratio:.2f}"
+        lines.append(
+            f"{r.strategy:<9}{r.requests:>9}{r.errors:>8}  {pods:<44}{worst:>12}"
+            f"{r.rollout_s:>9.1f}s"
+        )
+        if r.errors_by_kind:
+            lines.append(f"{'':<9}errors by kind: {r.errors_by_kind}")
+    return "\n".join(lines)
+
+
+def write_json(results: list[RolloutResult], settings: RolloutSettings, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "settings": asdict(settings),
+        "results": [
+            {**asdict(r), "worst_ratio": r.worst_ratio, "pods": [asdict(p) for p in r.pods]}
+            for r in results
+        ],
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def write_svg(records: list[Record], path: Path, title: str, bucket: float = 0.5) -> None:
+    """Requests per second per instance over the rollout, one line per instance."""
+    if not records:
+        return
+    t0 = min(r.start for r in records)
+    end = max(r.start for r in records) - t0
+    buckets = int(end / bucket) + 1
+    series: dict[str, list[int]] = {}
+    for r in records:
+        key = r.instance if r.outcome == "ok" else "errors"
+        series.setdefault(key, [0] * buckets)[int((r.start - t0) / bucket)] += 1
+    peak = max(max(v) for v in series.values()) / bucket or 1.0
+    width, height, left = 900, 320, 50
+    colours = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f"]
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 60}" '
+        f'font-family="sans-serif" font-size="11">',
+        f'<text x="{left}" y="14" font-size="13">{title}</text>',
+        f'<line x1="{left}" y1="{height}" x2="{width}" y2="{height}" stroke="black"/>',
+        f'<line x1="{left}" y1="20" x2="{left}" y2="{height}" stroke="black"/>',
+        f'<text x="4" y="28">{peak:.0f}/s</text><text x="{width - 40}" y="{height + 14}">'
+        f"{end:.0f} s</text>",
+    ]
+    for i, (name, counts) in enumerate(sorted(series.items())):
+        colour = "#d62728" if name == "errors" else colours[i % len(colours)]
+        points = " ".join(
+            f"{left + (width - left) * k / max(1, buckets - 1):.1f},"
+            f"{height - (height - 20) * (c / bucket) / peak:.1f}"
+            for k, c in enumerate(counts)
+        )
+        out.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>'
+        )
+        out.append(
+            f'<text x="{left + 10 + 150 * (i % 5)}" y="{height + 30 + 14 * (i // 5)}" '
+            f'fill="{colour}">{name}</text>'
+        )
+    out.append("</svg>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\n")

@@ -1,0 +1,30 @@
+"""The rollout benchmark, time-scaled for CI: the agent loses nothing, no preStop loses requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.lab.rollout import RolloutSettings, run_rollout
+
+pytestmark = pytest.mark.slow
+
+SHORT = {"replicas": 2, "rate": 40.0, "time_scale": 0.1, "grace": 20.0, "tail_ms": 1000.0}
+
+
+def test_agent_loses_no_request() -> None:
+    """With `prestop drain` as the preStop hook a rolling update fails no request."""
+    result = run_rollout(RolloutSettings(strategy="agent", **SHORT))  # type: ignore[arg-type]
+    assert result.errors == 0, result.errors_by_kind
+    assert result.requests > 200
+    for pod in result.pods:
+        assert pod.prestop_exit == 0
+        assert not pod.killed
+        assert pod.drain_s is not None
+        assert pod.drain_s < SHORT["grace"]
+
+
+def test_no_prestop_loses_requests() -> None:
+    """Without a preStop hook, consumers with stale lists hit the stopped pods."""
+    result = run_rollout(RolloutSettings(strategy="none", **SHORT))  # type: ignore[arg-type]
+    assert result.errors > 0
+    assert "connect_refused" in result.errors_by_kind
