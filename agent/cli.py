@@ -83,6 +83,11 @@ def drain_options(fn: F) -> F:
         _opt("quiet_floor", "Auto window: shortest quiet window in seconds (0.3)."),
         _opt("quiet_cap", "Auto window: longest quiet window in seconds (30)."),
         _opt("poll_interval", "Seconds between traffic samples (default 0.25)."),
+        _opt(
+            "signals",
+            "Traffic signals: auto (Prometheus plus the kernel's socket table when readable), "
+            "or a list of prometheus,kernel.",
+        ),
         _opt("shutdown_timeout", "Seconds kept at the end for the app to stop (default 5)."),
         _opt("confirm_timeout", "Most seconds to wait for consumers' view to drop us (10)."),
         click.option(

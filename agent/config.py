@@ -86,6 +86,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("shutdown_timeout"),
     Option("http_timeout"),
     Option("confirm_timeout"),
+    Option("signals"),
     Option("dry_run"),
     Option("log_to_pid1"),
     Option("log_format"),
@@ -163,6 +164,7 @@ class Config:
     shutdown_timeout: float = 5.0
     http_timeout: float = 3.0
     confirm_timeout: float = 10.0
+    signals: tuple[str, ...] = ("auto",)
     dry_run: bool = False
     log_to_pid1: bool = True
     log_format: LogFormat = "auto"
@@ -472,11 +474,25 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
         shutdown_timeout=_number("shutdown_timeout", r("shutdown_timeout"), 5.0),
         http_timeout=_number("http_timeout", r("http_timeout"), 3.0, allow_zero=False),
         confirm_timeout=_number("confirm_timeout", r("confirm_timeout"), 10.0),
+        signals=_signals(r("signals")),
         dry_run=_bool("dry_run", r("dry_run"), False),
         log_to_pid1=_bool("log_to_pid1", r("log_to_pid1"), True),
         log_format=log_format,
         sources=sources,
     )
+
+
+SIGNALS = ("auto", "prometheus", "kernel")
+
+
+def _signals(r: Resolved | None) -> tuple[str, ...]:
+    if r is None:
+        return ("auto",)
+    names = tuple(n.strip() for n in r.value.split(",") if n.strip())
+    unknown = [n for n in names if n not in SIGNALS]
+    if unknown or not names:
+        raise _fail("signals", r, "unknown signal", "use auto, or a list of prometheus,kernel")
+    return names
 
 
 def _quiet_window(r: Resolved | None) -> float | None:

@@ -8,12 +8,15 @@ from agent import __version__
 from agent.config import Config, NacosSettings
 from agent.deadline import Clock, SystemClock
 from agent.drain.policy import DrainConfig
-from agent.drain.signals import PrometheusSignal
+from agent.drain.signals import PrometheusSignal, TrafficSignal
+from agent.drain.sockdiag import CombinedSignal, KernelSocketSignal
+from agent.logs import get_logger
 from agent.registry.nacos import NacosHttp, NacosRegistry
 from agent.sequence import Deps, Plan
 from agent.shutdown import ActuatorShutdown, NoShutdown, ShutdownAction, SignalShutdown
 
 USER_AGENT = f"prestop-agent/{__version__}"
+log = get_logger()
 
 
 def http_client() -> httpx.Client:
@@ -40,13 +43,30 @@ def build_action(config: Config, http: httpx.Client) -> ShutdownAction:
     return NoShutdown()
 
 
+def build_signal(config: Config, http: httpx.Client) -> TrafficSignal:
+    """The traffic signals to drain by; ``auto``: Prometheus plus the kernel when readable."""
+    names = set(config.signals)
+    signals: list[TrafficSignal] = []
+    if names & {"auto", "prometheus"}:
+        signals.append(PrometheusSignal(config.metrics_url, http, http_timeout=config.http_timeout))
+    if "kernel" in names:
+        signals.append(KernelSocketSignal(config.nacos.port))
+    elif "auto" in names:
+        ok, why = KernelSocketSignal.available()
+        if ok:
+            signals.append(KernelSocketSignal(config.nacos.port))
+        else:
+            log.info("kernel_signal_unavailable", reason=why)
+    return signals[0] if len(signals) == 1 else CombinedSignal(signals)
+
+
 def build(config: Config, clock: Clock | None = None) -> tuple[Deps, Plan, list[httpx.Client]]:
     """Everything ``run_drain`` needs; the caller closes the returned clients."""
     clock = clock or SystemClock()
     registry_http, app_http = http_client(), http_client()
     deps = Deps(
         registry=build_registry(config.nacos, registry_http, clock, config.http_timeout),
-        signal=PrometheusSignal(config.metrics_url, app_http, http_timeout=config.http_timeout),
+        signal=build_signal(config, app_http),
         action=build_action(config, app_http),
         clock=clock,
         app_host="127.0.0.1",

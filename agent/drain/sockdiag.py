@@ -1,0 +1,189 @@
+"""Traffic from the kernel's socket table: needs no change to the app at all.
+
+Netlink sock_diag (inet_diag, through pyroute2) lists the ESTABLISHED TCP sockets of the app's
+listening port with per-socket counters. It works from the app container and from a sidecar that
+shares the pod's network namespace. From them:
+
+* arrivals: +1 for each connection first seen with data received, +1 whenever a known
+  connection received more data (a new request on a keep-alive connection);
+* in flight: connections that received data more recently than they sent any (a request is
+  being answered). Idle keep-alive connections are quiet, not busy: the classic failure of
+  connection-count drains does not apply.
+
+The agent's own connections to the port (it scrapes the app's metrics there) are left out: a
+server-side socket whose peer is one of this process's client sockets is ours. A connection
+that opens, is served and closes between two reads is not seen; the Prometheus signal covers it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from agent.deadline import Deadline
+from agent.drain.signals import Reading, SignalUnavailable
+
+TCP_ESTABLISHED = 1
+INET_DIAG_INFO = 2
+
+
+@dataclass(frozen=True)
+class Conn:
+    """One TCP socket as the kernel reports it (times in ms since the event)."""
+
+    local_port: int
+    peer: str
+    peer_port: int
+    inode: int
+    bytes_received: int
+    last_data_recv_ms: int
+    last_data_sent_ms: int
+    bytes_acked: int = -1  # bytes sent and acknowledged; 0: nothing answered yet
+
+
+def _diag_sockets() -> Iterator[Conn]:
+    try:
+        from pyroute2 import DiagSocket  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - pyroute2 is a dependency
+        raise SignalUnavailable(f"pyroute2 is not installed: {exc}") from None
+    try:
+        with DiagSocket() as diag:
+            diag.bind()
+            for family in (socket.AF_INET, socket.AF_INET6):
+                records = diag.get_sock_stats(
+                    family=family, states=1 << TCP_ESTABLISHED, extensions=1 << (INET_DIAG_INFO - 1)
+                )
+                for record in records:
+                    yield _conn(record)
+    except OSError as exc:
+        raise SignalUnavailable(f"netlink sock_diag: {exc.strerror or exc}") from None
+
+
+def _conn(record: Any) -> Conn:
+    info = record.get_attr("INET_DIAG_INFO")
+
+    def field(name: str) -> int:
+        try:
+            return int(info[name]) if info is not None else 0
+        except (KeyError, TypeError):
+            return 0
+
+    return Conn(
+        local_port=int(record["idiag_sport"]),
+        peer=str(record["idiag_dst"]),
+        peer_port=int(record["idiag_dport"]),
+        inode=int(record["idiag_inode"]),
+        bytes_received=field("tcpi_bytes_received"),
+        last_data_recv_ms=field("tcpi_last_data_recv"),
+        last_data_sent_ms=field("tcpi_last_data_sent"),
+        bytes_acked=field("tcpi_bytes_acked"),
+    )
+
+
+def own_socket_inodes() -> set[int]:
+    """Inodes of this process's sockets (from /proc/self/fd)."""
+    inodes: set[int] = set()
+    try:
+        entries = os.listdir("/proc/self/fd")
+    except OSError:
+        return inodes
+    for fd in entries:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+class KernelSocketSignal:
+    """Arrivals and in-flight requests on ``port`` from the kernel's TCP socket table."""
+
+    name = "kernel"
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        exclude_own: bool = True,
+        list_sockets: Callable[[], Iterable[Conn]] = _diag_sockets,
+        own_inodes: Callable[[], set[int]] = own_socket_inodes,
+    ) -> None:
+        self.port = port
+        self.exclude_own = exclude_own
+        self._list = list_sockets
+        self._own = own_inodes
+        self._seen: dict[tuple[str, int, int], int] = {}
+        self._arrivals = 0
+
+    def read(self, deadline: Deadline) -> Reading:
+        if deadline.remaining() <= 0.01:
+            raise SignalUnavailable("no time left")
+        conns = list(self._list())
+        ours = self._own() if self.exclude_own else set()
+        # Our client sockets to the port: their local ports are the peers to leave out.
+        own_client_ports = {
+            c.local_port for c in conns if c.inode in ours and c.peer_port == self.port
+        }
+        current: dict[tuple[str, int, int], int] = {}
+        in_flight = 0
+        for c in conns:
+            if c.local_port != self.port or c.inode in ours or c.peer_port in own_client_ports:
+                continue
+            key = (c.peer, c.peer_port, c.inode)
+            current[key] = c.bytes_received
+            before = self._seen.get(key)
+            if (before is None and c.bytes_received > 0) or (
+                before is not None and c.bytes_received > before
+            ):
+                self._arrivals += 1
+            # A fresh connection's "last sent" can be anything, so "never answered" counts too.
+            answered_since = c.bytes_acked != 0 and c.last_data_sent_ms <= c.last_data_recv_ms
+            if c.bytes_received > 0 and not answered_since:
+                in_flight += 1
+        self._seen = current
+        return Reading(requests=float(self._arrivals), in_flight=float(in_flight))
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        """Whether netlink sock_diag can be read here, and why not."""
+        try:
+            list(_diag_sockets())
+        except SignalUnavailable as exc:
+            return False, str(exc)
+        return True, ""
+
+
+class CombinedSignal:
+    """Several signals as one: activity in any is activity; in flight is the largest.
+
+    Each component's last good reading stands in when it fails once, so one flaky source does
+    not look like a counter reset; only when all fail is the reading unavailable.
+    """
+
+    def __init__(self, signals: list[Any]) -> None:
+        self.signals = signals
+        self.name = "+".join(s.name for s in signals)
+        self._last: dict[int, Reading] = {}
+
+    def read(self, deadline: Deadline) -> Reading:
+        fresh = 0
+        for i, signal in enumerate(self.signals):
+            try:
+                self._last[i] = signal.read(deadline)
+                fresh += 1
+            except SignalUnavailable:
+                continue
+        if fresh == 0:
+            raise SignalUnavailable(f"no signal answered ({self.name})")
+        readings = list(self._last.values())
+        counts = [r.requests for r in readings if r.requests is not None]
+        flights = [r.in_flight for r in readings if r.in_flight is not None]
+        return Reading(
+            requests=sum(counts) if counts else None,
+            in_flight=max(flights) if flights else None,
+        )
