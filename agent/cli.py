@@ -85,11 +85,16 @@ def drain_options(fn: F) -> F:
         _opt("poll_interval", "Seconds between traffic samples (default 0.25)."),
         _opt(
             "signals",
-            "Traffic signals: auto (Prometheus plus the kernel's socket table when readable), "
-            "or a list of prometheus,kernel.",
+            "Traffic signals: auto (Prometheus, else actuator metrics, plus the kernel's socket "
+            "table when readable), or a list of prometheus,actuator,kernel.",
         ),
         _opt("shutdown_timeout", "Seconds kept at the end for the app to stop (default 5)."),
         _opt("confirm_timeout", "Most seconds to wait for consumers' view to drop us (10)."),
+        _opt(
+            "consumer_port",
+            "Poll each subscriber's /actuator/nacosdiscovery on this management port ('auto': "
+            "the port the registry reports) and log when each consumer let go. Default off.",
+        ),
         click.option(
             "--dry-run/--no-dry-run",
             "dry_run",

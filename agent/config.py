@@ -87,6 +87,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("http_timeout"),
     Option("confirm_timeout"),
     Option("signals"),
+    Option("consumer_port"),
     Option("dry_run"),
     Option("log_to_pid1"),
     Option("log_format"),
@@ -165,6 +166,7 @@ class Config:
     http_timeout: float = 3.0
     confirm_timeout: float = 10.0
     signals: tuple[str, ...] = ("auto",)
+    consumer_port: int | None = None  # 0: the port the registry reports; None: off
     dry_run: bool = False
     log_to_pid1: bool = True
     log_format: LogFormat = "auto"
@@ -475,6 +477,7 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
         http_timeout=_number("http_timeout", r("http_timeout"), 3.0, allow_zero=False),
         confirm_timeout=_number("confirm_timeout", r("confirm_timeout"), 10.0),
         signals=_signals(r("signals")),
+        consumer_port=_consumer_port(r("consumer_port")),
         dry_run=_bool("dry_run", r("dry_run"), False),
         log_to_pid1=_bool("log_to_pid1", r("log_to_pid1"), True),
         log_format=log_format,
@@ -482,7 +485,7 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
     )
 
 
-SIGNALS = ("auto", "prometheus", "kernel")
+SIGNALS = ("auto", "prometheus", "actuator", "kernel")
 
 
 def _signals(r: Resolved | None) -> tuple[str, ...]:
@@ -491,8 +494,18 @@ def _signals(r: Resolved | None) -> tuple[str, ...]:
     names = tuple(n.strip() for n in r.value.split(",") if n.strip())
     unknown = [n for n in names if n not in SIGNALS]
     if unknown or not names:
-        raise _fail("signals", r, "unknown signal", "use auto, or a list of prometheus,kernel")
+        raise _fail(
+            "signals", r, "unknown signal", "use auto, or a list of prometheus,actuator,kernel"
+        )
     return names
+
+
+def _consumer_port(r: Resolved | None) -> int | None:
+    if r is None or r.value.lower() in ("off", "none", "false"):
+        return None
+    if r.value.lower() == "auto":
+        return 0
+    return _port("consumer_port", r, 0)
 
 
 def _quiet_window(r: Resolved | None) -> float | None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.consumers import ConsumerView
 from agent.deadline import Clock, Deadline
 from agent.drain.policy import DrainConfig
 from agent.drain.signals import TrafficSignal
@@ -84,6 +85,7 @@ class Deps:
     clock: Clock
     app_host: str = "127.0.0.1"
     app_port: int = 8080
+    consumers: ConsumerView | None = None
 
 
 def run_drain(deps: Deps, plan: Plan) -> Outcome:
@@ -95,6 +97,8 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
     outcome = Outcome(budget=plan.budget)
     # The traffic rate before the take-out decides how long a silence must be (the quiet window).
     baseline = take_sample(deps.signal, before_shutdown.sub(plan.drain.poll_interval * 4), clock)
+    if deps.signal is not None:
+        log.info("drain_signals", signals=deps.signal.name, baseline_ok=baseline is not None)
 
     with _phase(outcome, "take_out", clock) as p:
         taken_out = _take_out(deps.registry, before_shutdown, p)
@@ -106,7 +110,14 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
             p.outcome = "skipped"
 
     with _phase(outcome, "drain", clock) as p:
-        result = wait_for_drain(deps.signal, plan.drain, before_shutdown, clock, baseline=baseline)
+        result = wait_for_drain(
+            deps.signal,
+            plan.drain,
+            before_shutdown,
+            clock,
+            baseline=baseline,
+            on_tick=deps.consumers.poll if deps.consumers is not None else None,
+        )
         # Running out of time is reported but not "degraded": exit 3 means the registry failed.
         p.outcome = "ok" if result.drained else "timeout"
         if result.good_samples == 0:
@@ -119,6 +130,8 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
             quiet_window_s=None if result.quiet_window is None else round(result.quiet_window, 3),
             signal=deps.signal.name if deps.signal is not None else None,
         )
+        if deps.consumers is not None:
+            p.detail["consumers"] = deps.consumers.summary()
 
     with _phase(outcome, "shutdown", clock) as p:
         _shut_down(deps, deadline, p, clock)

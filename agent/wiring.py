@@ -6,9 +6,15 @@ import httpx
 
 from agent import __version__
 from agent.config import Config, NacosSettings
+from agent.consumers import ConsumerView
 from agent.deadline import Clock, SystemClock
 from agent.drain.policy import DrainConfig
-from agent.drain.signals import PrometheusSignal, TrafficSignal
+from agent.drain.signals import (
+    ActuatorMetricsSignal,
+    FirstAvailable,
+    PrometheusSignal,
+    TrafficSignal,
+)
 from agent.drain.sockdiag import CombinedSignal, KernelSocketSignal
 from agent.logs import get_logger
 from agent.registry.nacos import NacosHttp, NacosRegistry
@@ -47,8 +53,14 @@ def build_signal(config: Config, http: httpx.Client) -> TrafficSignal:
     """The traffic signals to drain by; ``auto``: Prometheus plus the kernel when readable."""
     names = set(config.signals)
     signals: list[TrafficSignal] = []
-    if names & {"auto", "prometheus"}:
-        signals.append(PrometheusSignal(config.metrics_url, http, http_timeout=config.http_timeout))
+    prometheus = PrometheusSignal(config.metrics_url, http, http_timeout=config.http_timeout)
+    actuator = ActuatorMetricsSignal(config.actuator_url, http, http_timeout=config.http_timeout)
+    if "auto" in names:
+        signals.append(FirstAvailable([prometheus, actuator]))
+    if "prometheus" in names:
+        signals.append(prometheus)
+    if "actuator" in names:
+        signals.append(actuator)
     if "kernel" in names:
         signals.append(KernelSocketSignal(config.nacos.port))
     elif "auto" in names:
@@ -64,14 +76,25 @@ def build(config: Config, clock: Clock | None = None) -> tuple[Deps, Plan, list[
     """Everything ``run_drain`` needs; the caller closes the returned clients."""
     clock = clock or SystemClock()
     registry_http, app_http = http_client(), http_client()
+    registry = build_registry(config.nacos, registry_http, clock, config.http_timeout)
     deps = Deps(
-        registry=build_registry(config.nacos, registry_http, clock, config.http_timeout),
+        registry=registry,
         signal=build_signal(config, app_http),
         action=build_action(config, app_http),
         clock=clock,
         app_host="127.0.0.1",
         app_port=config.nacos.port,
     )
+    if config.consumer_port is not None:
+        deps.consumers = ConsumerView(
+            source=registry,
+            http=app_http,
+            clock=clock,
+            ip=config.nacos.ip,
+            port=config.nacos.port,
+            service=config.nacos.service,
+            management_port=config.consumer_port or None,
+        )
     plan = Plan(
         budget=config.budget,
         drain=DrainConfig(

@@ -64,6 +64,7 @@ def test_zero_lost_requests_with_a_live_consumer() -> None:
     assert result.time_to_invisible_s is not None
     assert result.requests > 100
     assert len(result.per_instance) == 2
+    assert result.consumers_let_go  # the agent saw the consumer drop the instance
 
 
 def test_registry_down_fails_open_within_budget() -> None:

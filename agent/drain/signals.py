@@ -35,7 +35,8 @@ class Reading:
 
 
 class TrafficSignal(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def read(self, deadline: Deadline) -> Reading: ...
 
@@ -128,3 +129,86 @@ class PrometheusSignal:
         if response.status_code != 200:
             raise SignalUnavailable(f"HTTP {response.status_code} from {self.url}")
         return reading_from_prometheus(response.text)
+
+
+class ActuatorMetricsSignal:
+    """Request count (and in-flight, on Boot 3) from ``/actuator/metrics``, for apps without
+    the Prometheus registry. One call per business URI, so that probes and scrapes are left out.
+    """
+
+    name = "actuator"
+
+    def __init__(self, actuator_url: str, http: httpx.Client, *, http_timeout: float = 2.0):
+        self.base = actuator_url.rstrip("/") + "/metrics/"
+        self._http = http
+        self._http_timeout = http_timeout
+
+    def _get(self, metric: str, deadline: Deadline, tag: str | None = None) -> dict[str, object]:
+        timeout = deadline.timeout(self._http_timeout)
+        if timeout <= 0.01:
+            raise SignalUnavailable("no time left")
+        params = {"tag": tag} if tag else None
+        try:
+            response = self._http.get(self.base + metric, params=params, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise SignalUnavailable(f"{type(exc).__name__} reading {self.base}{metric}") from None
+        if response.status_code != 200:
+            raise SignalUnavailable(f"HTTP {response.status_code} from {self.base}{metric}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise SignalUnavailable(f"{self.base}{metric} answered non-JSON") from None
+        return body if isinstance(body, dict) else {}
+
+    @staticmethod
+    def _statistic(body: dict[str, object], name: str) -> float | None:
+        for m in body.get("measurements") or []:  # type: ignore[attr-defined]
+            if isinstance(m, dict) and m.get("statistic") == name:
+                return float(m.get("value", 0.0))
+        return None
+
+    def read(self, deadline: Deadline) -> Reading:
+        overview = self._get("http.server.requests", deadline)
+        uris: list[str] = []
+        for tag in overview.get("availableTags") or []:  # type: ignore[attr-defined]
+            if isinstance(tag, dict) and tag.get("tag") == "uri":
+                uris = [
+                    str(u) for u in tag.get("values") or [] if not str(u).startswith("/actuator")
+                ]
+        requests = 0.0
+        for uri in uris:
+            body = self._get("http.server.requests", deadline, tag=f"uri:{uri}")
+            requests += self._statistic(body, "COUNT") or 0.0
+        in_flight: float | None = None
+        try:
+            active = self._get("http.server.requests.active", deadline)
+            tasks = self._statistic(active, "ACTIVE_TASKS")
+            in_flight = None if tasks is None else max(0.0, tasks - _SELF_SCRAPE)
+        except SignalUnavailable:
+            in_flight = None  # Boot 2 has no active-requests metric
+        if in_flight is not None:
+            requests += in_flight  # arrivals, as for Prometheus
+        return Reading(requests=requests, in_flight=in_flight)
+
+
+class FirstAvailable:
+    """The first of several equivalent sources that answers; it then sticks to that one."""
+
+    def __init__(self, signals: list[TrafficSignal]) -> None:
+        self.signals = signals
+        self.chosen: TrafficSignal | None = None
+        self.name = "|".join(s.name for s in signals)
+
+    def read(self, deadline: Deadline) -> Reading:
+        if self.chosen is not None:
+            return self.chosen.read(deadline)
+        errors = []
+        for signal in self.signals:
+            try:
+                reading = signal.read(deadline)
+            except SignalUnavailable as exc:
+                errors.append(f"{signal.name}: {exc}")
+                continue
+            self.chosen, self.name = signal, signal.name
+            return reading
+        raise SignalUnavailable("; ".join(errors))

@@ -167,8 +167,12 @@ class CombinedSignal:
 
     def __init__(self, signals: list[Any]) -> None:
         self.signals = signals
-        self.name = "+".join(s.name for s in signals)
         self._last: dict[int, Reading] = {}
+
+    @property
+    def name(self) -> str:
+        # Components may settle on a source (FirstAvailable) after the first read.
+        return "+".join(s.name for s in self.signals)
 
     def read(self, deadline: Deadline) -> Reading:
         fresh = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from agent.deadline import Clock, Deadline
@@ -65,6 +66,7 @@ def wait_for_drain(
     clock: Clock,
     *,
     baseline: Sample | None = None,
+    on_tick: Callable[[Deadline], None] | None = None,
 ) -> DrainResult:
     """Sample until the policy says drained or give up; never past ``deadline``.
 
@@ -112,6 +114,8 @@ def wait_for_drain(
                 rate_before=rate,
                 quiet_window=quiet_window(config, state),
             )
+        if on_tick is not None:
+            on_tick(deadline)
         if decision.reason != last_reason:
             log.info("drain_waiting", reason=decision.reason, in_flight=state.in_flight)
             last_reason = decision.reason

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import httpx
@@ -43,6 +44,9 @@ class ConsumerConfig:
     name: str = "consumer"
     username: str | None = None
     password: str | None = None
+    # Serve /actuator/nacosdiscovery (Spring Cloud Alibaba's view of the Nacos client's cache)
+    # on a port of its own, and announce it to the registry as a subscriber.
+    management: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,10 +100,14 @@ class Consumer:
         self._threads: list[threading.Thread] = []
         self._started = 0.0
         self._token: str | None = None
+        self._management: ThreadingHTTPServer | None = None
+        self.management_port = 0
 
     # --- lifecycle ---
 
     def start(self) -> None:
+        if self.config.management:
+            self._start_management()
         self._started = time.monotonic()
         self._refresh_once()
         self._threads = [
@@ -114,6 +122,9 @@ class Consumer:
         for t in self._threads:
             t.join(5)
         self._pool.shutdown(wait=True, cancel_futures=False)
+        if self._management is not None:
+            self._management.shutdown()
+            self._management.server_close()
         self._http.close()
         self._registry_http.close()
 
@@ -126,9 +137,64 @@ class Consumer:
 
     # --- discovery ---
 
+    def _start_management(self) -> None:
+        consumer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_GET(self) -> None:
+                status, body = 404, b'{"status":404}'
+                if self.path.split("?")[0] == "/actuator/nacosdiscovery":
+                    status, body = 200, json.dumps(consumer.nacos_discovery()).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._management = server
+        self.management_port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def nacos_discovery(self) -> dict[str, Any]:
+        """What SCA's NacosDiscoveryEndpoint shows: the Nacos client's subscribed services."""
+        c = self.config
+        with self._lock:
+            hosts = list(self._discovered)
+        return {
+            "NacosDiscoveryProperties": {"service": c.name, "namespace": c.namespace},
+            "subscribe": [
+                {
+                    "name": c.service,
+                    "groupName": c.group,
+                    "clusters": "",
+                    "hosts": [
+                        {"ip": h.rsplit(":", 1)[0], "port": int(h.rsplit(":", 1)[1])} for h in hosts
+                    ],
+                }
+            ],
+        }
+
+    def _subscriber_params(self) -> dict[str, str]:
+        if not self.management_port:
+            return {}
+        return {"clientIP": "127.0.0.1", "subscriberPort": str(self.management_port)}
+
     def _list_url(self) -> tuple[str, dict[str, str]]:
         c = self.config
-        params = {"namespaceId": c.namespace, "groupName": c.group, "serviceName": c.service}
+        params = {
+            "namespaceId": c.namespace,
+            "groupName": c.group,
+            "serviceName": c.service,
+            **self._subscriber_params(),
+        }
         if c.api == "v3":
             return f"{c.nacos_url}/nacos/v3/client/ns/instance/list", params
         return f"{c.nacos_url}/nacos/v1/ns/instance/list", params
@@ -200,6 +266,7 @@ class Consumer:
                 "serviceName": c.service,
                 "revision": str(revision),
                 "timeout": "1",
+                **self._subscriber_params(),
             }
             try:
                 r = self._registry_http.get(

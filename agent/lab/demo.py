@@ -47,7 +47,9 @@ class DemoResult:
     requests_after_take_out: float | None
     shutdown_confirmed: bool
     app_exit_code: int | None
+    consumers_let_go: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    agent_log: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -98,6 +100,8 @@ def agent_env(nacos_addr: str, port: int, budget: float, auth: bool) -> dict[str
         "PRESTOP_BUDGET": str(budget),
         "PRESTOP_LOG_FORMAT": "json",
         "PRESTOP_LOG_TO_PID1": "false",
+        # Lab consumers serve /actuator/nacosdiscovery; the agent logs when each let go.
+        "PRESTOP_CONSUMER_PORT": "auto",
     }
     if auth:
         env |= {"PRESTOP_USERNAME": LAB_USER, "PRESTOP_PASSWORD": LAB_PASSWORD}
@@ -127,6 +131,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
                     refresh_interval=settings.staleness,
                     rate=settings.rate,
                     duration=settings.budget + 60,
+                    management=True,
                     username=LAB_USER if settings.auth else None,
                     password=LAB_PASSWORD if settings.auth else None,
                 )
@@ -166,7 +171,9 @@ def run_demo(settings: DemoSettings) -> DemoResult:
         requests_after_take_out=drain.get("requests_after_take_out"),
         shutdown_confirmed=bool(shutdown.get("app_stopped")),
         app_exit_code=app_rc,
+        consumers_let_go=dict(drain.get("consumers", {}).get("let_go", {})),
         summary=summary,
+        agent_log=list(agent.lines),
     )
 
 
@@ -181,6 +188,7 @@ def render(result: DemoResult, settings: DemoSettings) -> str:
         ("time to invisible", _s(result.time_to_invisible_s)),
         ("drain", f"{_s(result.drain_s)} ({result.drain_reason})"),
         ("requests after take-out", result.requests_after_take_out),
+        ("consumers let go after", result.consumers_let_go or "-"),
         ("shutdown confirmed", "yes" if result.shutdown_confirmed else "NO"),
         ("agent exit code", result.agent_exit_code),
         ("agent total", _s(result.agent_duration_s) + f" of a {settings.budget:g} s budget"),

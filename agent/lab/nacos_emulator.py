@@ -119,6 +119,9 @@ class Store:
         self.ops: dict[SvcKey, dict[InstKey, OpsRecord]] = {}
         self.clients: dict[str, Client] = {}
         self.cache: dict[SvcKey, tuple[int, list[dict[str, Any]]]] = {}
+        # Subscribers per service: client id -> (ip, port, last seen). Real subscribers are gRPC
+        # connections; lab consumers announce themselves with clientIP (as v1 list callers do).
+        self.subscribers: dict[SvcKey, dict[str, tuple[str, int, float]]] = {}
         self.dirty: dict[SvcKey, float] = {}
         self.revision = itertools.count(1)
 
@@ -156,6 +159,24 @@ class Store:
     def served(self, svc: SvcKey) -> tuple[int, list[dict[str, Any]]]:
         with self.lock:
             return self.cache.get(svc, (0, []))
+
+    def subscribe(self, svc: SvcKey, params: dict[str, str]) -> None:
+        ip = params.get("clientIP") or params.get("clientIp")
+        if not ip:
+            return
+        port = int(params.get("subscriberPort") or params.get("udpPort") or 0)
+        with self.lock:
+            self.subscribers.setdefault(svc, {})[f"{ip}:{port}#sub"] = (ip, port, self.clock())
+
+    def subscriber_list(self, svc: SvcKey) -> list[tuple[str, str, int]]:
+        # A subscriber silent for 30 s is gone (its connection would have been closed).
+        now = self.clock()
+        with self.lock:
+            subs = self.subscribers.get(svc, {})
+            for cid, (_, _, seen) in list(subs.items()):
+                if now - seen > 30:
+                    del subs[cid]
+            return [(cid, ip, port) for cid, (ip, port, _) in subs.items()]
 
     def touch(self, svc: SvcKey) -> None:
         # N 2.5.1:naming/.../push/v2/NamingSubscriberServiceV2Impl: a PushDelayTask of
@@ -515,8 +536,13 @@ class Api:
         if flavour == "3.x" and admin_call and not self.config.compat_admin_enabled:
             raise self.gone(full, f"{method} {self.config.context_path}/v3/admin/ns/instance")
 
+        if sub == "/ns/client/service/subscriber/list" and method == "GET" and style == "v2":
+            # N 2.5.1:naming/.../controllers/v2/ClientInfoControllerV2.getSubscribeClientList
+            subs = self.store.subscriber_list(self.svc_key(params, style))
+            return self.result([{"clientId": c, "ip": ip, "port": port} for c, ip, port in subs])
         if sub == "/ns/instance/list" and method == "GET":
             svc = self.svc_key(params, style)
+            self.store.subscribe(svc, params)
             _, hosts = self.store.served(svc)
             visible = [h for h in hosts if h["enabled"]]  # enabled filter is unconditional
             if _bool(params.get("healthyOnly"), False):
@@ -760,8 +786,16 @@ class Api:
     # --- v3 ---
 
     def v3(self, method: str, sub: str, params: dict[str, str], full: str) -> tuple[int, str, str]:
+        if sub == "/v3/admin/ns/client/service/subscriber/list" and method == "GET":
+            subs = self.store.subscriber_list(self.svc_key(params, "v3"))
+            data = [
+                {"clientId": c, "address": f"{ip}:{port}", "agent": "Nacos-Java-Client", "app": "-"}
+                for c, ip, port in subs
+            ]
+            return self.result(data)
         if sub == "/v3/client/ns/instance/list" and method == "GET":
             svc = self.svc_key(params, "v3")
+            self.store.subscribe(svc, params)
             _, hosts = self.store.served(svc)
             cluster = params.get("clusterName")
             data = [
@@ -860,6 +894,7 @@ class Api:
 
     def watch(self, params: dict[str, str]) -> tuple[int, str, str]:
         svc = self.svc_key(params, "v2")
+        self.store.subscribe(svc, params)
         seen = int(params.get("revision") or 0)
         timeout = min(float(params.get("timeout") or 30), 60.0)
         end = time.monotonic() + timeout

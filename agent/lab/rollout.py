@@ -226,7 +226,12 @@ result_records: dict[str, list[Record]] = {}
 
 def _consumers(nacos: NacosEmulator, s: RolloutSettings) -> list[Consumer]:
     share = s.rate / 3
-    common: dict[str, Any] = {"nacos_url": nacos.url, "service": SERVICE, "duration": 1800.0}
+    common: dict[str, Any] = {
+        "nacos_url": nacos.url,
+        "service": SERVICE,
+        "duration": 1800.0,
+        "management": True,
+    }
     return [
         Consumer(ConsumerConfig(**common, name="push", discovery="watch", rate=share)),
         Consumer(

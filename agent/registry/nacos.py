@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from agent.config import NacosSettings
+from agent.consumers import Subscriber
 from agent.deadline import Clock, Deadline
 from agent.exceptions import (
     AuthError,
@@ -340,6 +341,35 @@ class NacosRegistry:
             if isinstance(host, dict) and self._is_us(host) and host.get("enabled", True):
                 return True
         return False
+
+    def subscribers(self, deadline: Deadline) -> list[Subscriber]:
+        """Clients subscribed to the service (2.2+: v2 API; 3.x: v3 admin API; 1.x: none)."""
+        server = self._http.detect(deadline)
+        params = {
+            "namespaceId": self._s.namespace,
+            "groupName": self._s.group,
+            "serviceName": self._s.service,
+        }
+        if server.major >= 3:
+            path = "/v3/admin/ns/client/service/subscriber/list"
+        elif server.major == 2:
+            path = "/v2/ns/client/service/subscriber/list"
+        else:
+            return []
+        r = self._http.request("GET", path, deadline, params=params)
+        if r.status_code in (404, 410, 501):
+            return []  # 2.0/2.1 have no such API
+        body = self._ok_json(r, f"GET {path}")
+        out: list[Subscriber] = []
+        for item in body.get("data") or [] if isinstance(body, dict) else []:
+            if not isinstance(item, dict):
+                continue
+            ip, port = item.get("ip"), item.get("port")
+            if ip is None and isinstance(item.get("address"), str):
+                ip, _, port = str(item["address"]).rpartition(":")
+            if ip:
+                out.append(Subscriber(str(item.get("clientId", "")), str(ip), _int(port) or 0))
+        return out
 
     def status(self, deadline: Deadline) -> dict[str, Any]:
         admin = self.get_instance(deadline)

@@ -1,0 +1,72 @@
+"""Polling the consumers: subscribers from Nacos, each one's /actuator/nacosdiscovery."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from agent.config import NacosSettings, ServerAddress
+from agent.consumers import ConsumerView
+from agent.deadline import Deadline, SystemClock
+from agent.lab.consumer import Consumer, ConsumerConfig
+from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from agent.lab.procs import wait_for
+from agent.registry.nacos import NacosHttp, NacosRegistry
+
+
+@pytest.mark.parametrize("flavour", ["2.x", "3.x"])
+def test_consumer_let_go_is_logged(flavour: str) -> None:
+    """Each subscriber is found through Nacos, and its letting go of us is logged."""
+    config = EmulatorConfig(flavour=flavour, push_delay=0.05, admin_auth_enabled=False)  # type: ignore[arg-type]
+    with NacosEmulator(config) as nacos, httpx.Client() as http:
+        nacos.register("orders", "127.0.0.1", 9999, weight=2.0)
+        time.sleep(0.1)
+        consumers = [
+            Consumer(
+                ConsumerConfig(
+                    nacos_url=nacos.url,
+                    service="orders",
+                    api="v3" if flavour == "3.x" else "v1",
+                    management=True,
+                    refresh_interval=0.2,
+                    rate=1,
+                    path="/nothing",
+                    duration=10,
+                )
+            )
+            for _ in range(2)
+        ]
+        for c in consumers:
+            c.start()
+        try:
+            settings = NacosSettings(
+                (ServerAddress(f"{nacos.url}/nacos"),),
+                "public",
+                "DEFAULT_GROUP",
+                "DEFAULT",
+                "orders",
+                "127.0.0.1",
+                9999,
+            )
+            registry = NacosRegistry(settings, NacosHttp(settings, http, SystemClock()))
+            deadline = Deadline.after(SystemClock(), 10)
+            assert wait_for(lambda: len(registry.subscribers(deadline)) == 2, 3)
+            view = ConsumerView(
+                registry, http, SystemClock(), "127.0.0.1", 9999, "orders", interval=0.1
+            )
+            view.poll(deadline)
+            assert view.summary()["still_holding"] != []
+            registry.take_out(deadline)
+            with capture_logs() as logs:
+                assert wait_for(
+                    lambda: (view.poll(deadline), view.summary()["still_holding"])[1] == [], 3
+                )
+            summary = view.summary()
+            assert len(summary["let_go"]) == 2
+            assert sum(1 for e in logs if e["event"] == "consumer_let_go") == 2
+        finally:
+            for c in consumers:
+                c.stop()
