@@ -90,6 +90,8 @@ def drain_options(fn: F) -> F:
         ),
         _opt("shutdown_timeout", "Seconds kept at the end for the app to stop (default 5)."),
         _opt("confirm_timeout", "Most seconds to wait for consumers' view to drop us (10)."),
+        _opt("requests_metric", "Prometheus counter of served requests (Spring Boot's name)."),
+        _opt("in_flight_metric", "Prometheus gauge of requests in flight (Spring Boot's name)."),
         _opt(
             "consumer_port",
             "Poll each subscriber's /actuator/nacosdiscovery on this management port ('auto': "

@@ -87,6 +87,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("http_timeout"),
     Option("confirm_timeout"),
     Option("signals"),
+    Option("requests_metric"),
+    Option("in_flight_metric"),
     Option("consumer_port"),
     Option("dry_run"),
     Option("log_to_pid1"),
@@ -166,6 +168,8 @@ class Config:
     http_timeout: float = 3.0
     confirm_timeout: float = 10.0
     signals: tuple[str, ...] = ("auto",)
+    requests_metric: str = "http_server_requests_seconds_count"
+    in_flight_metric: str = "http_server_requests_active_seconds_active_count"
     consumer_port: int | None = None  # 0: the port the registry reports; None: off
     dry_run: bool = False
     log_to_pid1: bool = True
@@ -477,6 +481,10 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
         http_timeout=_number("http_timeout", r("http_timeout"), 3.0, allow_zero=False),
         confirm_timeout=_number("confirm_timeout", r("confirm_timeout"), 10.0),
         signals=_signals(r("signals")),
+        requests_metric=_metric("requests_metric", r("requests_metric"), Config.requests_metric),
+        in_flight_metric=_metric(
+            "in_flight_metric", r("in_flight_metric"), Config.in_flight_metric
+        ),
         consumer_port=_consumer_port(r("consumer_port")),
         dry_run=_bool("dry_run", r("dry_run"), False),
         log_to_pid1=_bool("log_to_pid1", r("log_to_pid1"), True),
@@ -498,6 +506,14 @@ def _signals(r: Resolved | None) -> tuple[str, ...]:
             "signals", r, "unknown signal", "use auto, or a list of prometheus,actuator,kernel"
         )
     return names
+
+
+def _metric(opt: str, r: Resolved | None, default: str) -> str:
+    if r is None:
+        return default
+    if not r.value.replace("_", "a").replace(":", "a").isalnum() or r.value[0].isdigit():
+        raise _fail(opt, r, "is not a Prometheus metric name", "give e.g. " + default)
+    return r.value
 
 
 def _consumer_port(r: Resolved | None) -> int | None:

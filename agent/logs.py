@@ -17,6 +17,7 @@ import structlog
 from structlog.typing import EventDict, WrappedLogger
 
 PID1_STDOUT = "/proc/1/fd/1"
+_opened: list[IO[str]] = []  # streams configure() opened, closed when it runs again
 
 
 class TeeLogger:
@@ -84,11 +85,15 @@ def configure(
     console = stream if stream is not None else sys.stderr
     is_tty = hasattr(console, "isatty") and console.isatty()
     console_json = log_format == "json" or (log_format == "auto" and not is_tty)
+    while _opened:
+        with contextlib.suppress(OSError):
+            _opened.pop().close()
     extra: list[IO[str]] = []
     if to_pid1:
         pid1 = open_pid1_stdout(console)
         if pid1 is not None:
             extra.append(pid1)
+            _opened.append(pid1)
     tee = TeeLogger(console, extra, console_json)
     structlog.configure(
         processors=[

@@ -53,7 +53,13 @@ def build_signal(config: Config, http: httpx.Client) -> TrafficSignal:
     """The traffic signals to drain by; ``auto``: Prometheus plus the kernel when readable."""
     names = set(config.signals)
     signals: list[TrafficSignal] = []
-    prometheus = PrometheusSignal(config.metrics_url, http, http_timeout=config.http_timeout)
+    prometheus = PrometheusSignal(
+        config.metrics_url,
+        http,
+        http_timeout=config.http_timeout,
+        requests_metric=config.requests_metric,
+        active_metric=config.in_flight_metric,
+    )
     actuator = ActuatorMetricsSignal(config.actuator_url, http, http_timeout=config.http_timeout)
     if "auto" in names:
         signals.append(FirstAvailable([prometheus, actuator]))

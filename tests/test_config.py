@@ -136,3 +136,14 @@ def test_empty_env_counts_as_unset() -> None:
     """An empty PRESTOP_SERVICE falls through to SPRING_APPLICATION_NAME."""
     cfg = load({}, {**BASE, "PRESTOP_SERVICE": "", "SPRING_APPLICATION_NAME": "app"})
     assert cfg.nacos.service == "app"
+
+
+def test_metric_names_and_signals() -> None:
+    """Metric names and signal lists are validated."""
+    cfg = load({"requests_metric": "a_total", "signals": "prometheus,kernel"}, BASE)
+    assert cfg.requests_metric == "a_total"
+    assert cfg.signals == ("prometheus", "kernel")
+    with pytest.raises(ConfigError, match="--requests-metric"):
+        load({"requests_metric": "no spaces"}, BASE)
+    with pytest.raises(ConfigError, match="--signals"):
+        load({"signals": "tcpdump"}, BASE)

@@ -142,3 +142,45 @@ def test_bad_config_touches_nothing(nacos: NacosEmulator) -> None:
     rc, _ = drain({**_env(nacos.addr, 8080), "PRESTOP_MAX_WAIT": "never"})
     assert rc == 2
     assert nacos.requests == []
+
+
+def test_signal_shutdown_by_pid(nacos: NacosEmulator) -> None:
+    """--shutdown signal sends SIGTERM to the PID given; the app stops gracefully."""
+    port = procs.free_port()
+    app = start_app(nacos.addr, port, 5)
+    try:
+        procs.wait_for(lambda: nacos.consumer_view("demo"), 5)
+        rc, events = drain(
+            {**_env(nacos.addr, port), "PRESTOP_BUDGET": "10"},
+            "--shutdown",
+            "signal",
+            "--signal-target",
+            str(app.pid),
+        )
+        assert rc == 0, events[-1]
+        assert events[-1]["phases"]["shutdown"]["how"] == "signal"
+        assert app.wait(5) == 0
+        assert "DEMO_APP_STOPPED" in app.lines
+    finally:
+        app.kill()
+
+
+def test_status_command(nacos: NacosEmulator) -> None:
+    """`prestop status` prints the admin and consumer views as JSON."""
+    nacos.register("demo", "127.0.0.1", 8080, weight=2.5)
+    time.sleep(0.4)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PRESTOP_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "status"],
+        env={**base, **_env(nacos.addr, 8080), "PRESTOP_LOG_TO_PID1": "false"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["registered"] is True
+    assert info["consumer_visible"] is True
+    assert info["admin_view"]["weight"] == 2.5
+    assert "pw" not in result.stdout + result.stderr

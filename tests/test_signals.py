@@ -72,3 +72,13 @@ def test_actuator_metrics_json_and_fallback() -> None:
             assert auto.name == "actuator"
     finally:
         app.shutdown()
+
+
+def test_custom_metric_names() -> None:
+    """Any app's metric names can be configured."""
+    text = 'myapp_requests_total{path="/x"} 7\nmyapp_inflight 1\n'
+    reading = reading_from_prometheus(
+        text, requests_metric="myapp_requests_total", active_metric="myapp_inflight"
+    )
+    assert reading.in_flight == 0  # minus our own scrape
+    assert reading.requests == 7

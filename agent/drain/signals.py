@@ -113,10 +113,19 @@ class PrometheusSignal:
 
     name = "prometheus"
 
-    def __init__(self, url: str, http: httpx.Client, *, http_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        http: httpx.Client,
+        *,
+        http_timeout: float = 2.0,
+        requests_metric: str = REQUESTS_COUNT,
+        active_metric: str = ACTIVE_COUNT,
+    ) -> None:
         self.url = url
         self._http = http
         self._http_timeout = http_timeout
+        self._names = {"requests_metric": requests_metric, "active_metric": active_metric}
 
     def read(self, deadline: Deadline) -> Reading:
         timeout = deadline.timeout(self._http_timeout)
@@ -128,7 +137,7 @@ class PrometheusSignal:
             raise SignalUnavailable(f"{type(exc).__name__} reading {self.url}") from None
         if response.status_code != 200:
             raise SignalUnavailable(f"HTTP {response.status_code} from {self.url}")
-        return reading_from_prometheus(response.text)
+        return reading_from_prometheus(response.text, **self._names)
 
 
 class ActuatorMetricsSignal:
