@@ -175,6 +175,73 @@ def drain(**flags: Any) -> None:
     sys.exit(outcome.exit_code)
 
 
+def sidecar_options(fn: F) -> F:
+    options = [
+        _opt("listen", "host:port to serve on (default 0.0.0.0:9901: kubelet calls the pod IP)."),
+        _opt(
+            "token_file",
+            "File with the token /prestop requires in the X-Prestop-Token header "
+            "(or env PRESTOP_TOKEN).",
+        ),
+        _opt("health_url", "The app's health URL (default <actuator-url>/health)."),
+        _opt("warmup", "Seconds to raise the weight to its target after start-up (0: off)."),
+        _opt("warmup_start_weight", "Weight the warm-up starts from (default 0.1)."),
+        _opt("warmup_curve", "quadratic (default) or linear."),
+        _opt("term_linger", "Seconds to keep serving after SIGTERM for the hook to arrive (2)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@registry_options
+@drain_options
+@sidecar_options
+def serve(**flags: Any) -> None:
+    """Sidecar: serve /prestop (httpGet preStop), /readyz, /healthz and /metrics."""
+    import signal
+    import threading
+
+    from agent import config, wiring
+    from agent.logs import get_logger
+    from agent.sidecar import serve as serve_forever
+
+    cfg = _load(flags)
+    try:
+        side = config.load_sidecar(flags, os.environ, cfg)
+    except ConfigError as exc:
+        _fail_config(exc)
+    log = get_logger(command="serve", instance=cfg.nacos.instance, service=cfg.nacos.service)
+    log.info("config_loaded", **cfg.redacted(), listen=f"{side.host}:{side.port}")
+    sidecar = wiring.build_sidecar(cfg, side)
+    terminated = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    signal.signal(signal.SIGINT, lambda *_: terminated.set())
+    serve_forever(sidecar, side.host, side.port, terminated)
+    sys.exit(EXIT_OK)
+
+
+@cli.command()
+@registry_options
+@drain_options
+@sidecar_options
+def ready(**flags: Any) -> None:
+    """Readiness check for an exec probe: app healthy and visible to consumers (exit 0/1)."""
+    from agent import config, wiring
+
+    cfg = _load(flags)
+    try:
+        side = config.load_sidecar(flags, os.environ, cfg, require_token=False)
+    except ConfigError as exc:
+        _fail_config(exc)
+    sidecar = wiring.build_sidecar(cfg, side)
+    ok, reasons = sidecar.readiness()
+    sidecar.close()
+    click.echo(json.dumps({"ready": ok, "reasons": reasons}))
+    sys.exit(EXIT_OK if ok else EXIT_ERROR)
+
+
 def _registry_command(flags: dict[str, Any], command: str) -> tuple[Any, Any, Any]:
     from agent import wiring
     from agent.deadline import Deadline, SystemClock

@@ -90,6 +90,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("requests_metric"),
     Option("in_flight_metric"),
     Option("consumer_port"),
+    Option("listen"),
+    Option("token_file"),
+    Option("health_url"),
+    Option("warmup"),
+    Option("warmup_start_weight"),
+    Option("warmup_curve"),
+    Option("term_linger"),
     Option("dry_run"),
     Option("log_to_pid1"),
     Option("log_format"),
@@ -554,3 +561,59 @@ def _port_env(name: str, raw: str) -> int:
     if not 1 <= value <= 65535:
         raise ConfigError(f"{name}={raw!r}: out of range; give an integer 1-65535")
     return value
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    host: str
+    port: int
+    token: str = field(repr=False)
+    health_url: str
+    warmup: float
+    warmup_start_weight: float
+    warmup_curve: Literal["quadratic", "linear"]
+    term_linger: float
+
+
+def load_sidecar(
+    flags: Mapping[str, object | None],
+    environ: Mapping[str, str],
+    config: Config,
+    *,
+    require_token: bool = True,
+) -> SidecarSettings:
+    """The settings only ``prestop serve`` needs; the token comes from env or a file."""
+
+    def r(name: str) -> Resolved | None:
+        return resolve(name, flags, environ)
+
+    listen = r("listen")
+    host, port = "0.0.0.0", 9901
+    if listen is not None:
+        head, _, tail = listen.value.rpartition(":")
+        host = head.strip("[]") or "0.0.0.0"
+        port = _port("listen", Resolved(tail, listen.source), 9901)
+    token_file = r("token_file")
+    if token_file is not None:
+        token = _read_password_file(token_file).strip()
+    else:
+        token = environ.get("PRESTOP_TOKEN", "").strip()
+    if not token and require_token:
+        raise ConfigError(
+            "--token-file: no token; set PRESTOP_TOKEN or --token-file (kubelet sends it in "
+            "httpHeaders) so that nobody else can stop the app"
+        )
+    health = r("health_url")
+    curve = r("warmup_curve")
+    if curve is not None and curve.value not in ("quadratic", "linear"):
+        raise _fail("warmup_curve", curve, "unknown curve", "use quadratic or linear")
+    return SidecarSettings(
+        host=host,
+        port=port,
+        token=token,
+        health_url=_url("health_url", health) if health else config.actuator_url + "/health",
+        warmup=_number("warmup", r("warmup"), 0.0),
+        warmup_start_weight=_number("warmup_start_weight", r("warmup_start_weight"), 0.1),
+        warmup_curve=curve.value if curve else "quadratic",  # type: ignore[arg-type]
+        term_linger=_number("term_linger", r("term_linger"), 2.0),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from agent import __version__
-from agent.config import Config, NacosSettings
+from agent.config import Config, NacosSettings, SidecarSettings
 from agent.consumers import ConsumerView
 from agent.deadline import Clock, SystemClock
 from agent.drain.policy import DrainConfig
@@ -18,8 +18,9 @@ from agent.drain.signals import (
 from agent.drain.sockdiag import CombinedSignal, KernelSocketSignal
 from agent.logs import get_logger
 from agent.registry.nacos import NacosHttp, NacosRegistry
-from agent.sequence import Deps, Plan
+from agent.sequence import Deps, Plan, run_drain
 from agent.shutdown import ActuatorShutdown, NoShutdown, ShutdownAction, SignalShutdown
+from agent.sidecar import Sidecar, WarmupConfig
 
 USER_AGENT = f"prestop-agent/{__version__}"
 log = get_logger()
@@ -116,3 +117,22 @@ def build(config: Config, clock: Clock | None = None) -> tuple[Deps, Plan, list[
         shutdown_timeout=config.shutdown_timeout,
     )
     return deps, plan, [registry_http, app_http]
+
+
+def build_sidecar(config: Config, side: SidecarSettings, clock: Clock | None = None) -> Sidecar:
+    """The sidecar: the same sequence as ``prestop drain``, behind single-flight HTTP."""
+    clock = clock or SystemClock()
+    deps, plan, clients = build(config, clock)
+    registry = deps.registry
+    assert isinstance(registry, NacosRegistry)
+    return Sidecar(
+        registry=registry,
+        run_drain=lambda: run_drain(deps, plan),
+        health_url=side.health_url,
+        http=http_client(),
+        clock=clock,
+        token=side.token,
+        warmup=WarmupConfig(side.warmup, side.warmup_start_weight, side.warmup_curve),
+        term_linger=side.term_linger,
+        clients=clients,
+    )

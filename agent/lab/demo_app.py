@@ -318,8 +318,9 @@ class DemoApp:
                 return
             try:
                 self._http.put(self._nacos(f"/clients/{self._client_id}/beat"))
-            except httpx.HTTPError:
-                continue  # the registry may be down for a moment; keep the process alive
+            except (httpx.HTTPError, RuntimeError):
+                # The registry may be down for a moment, or we are closing: keep going.
+                continue
 
     def shutdown(self) -> None:
         """Graceful: refuse new connections, finish in-flight, deregister, mark stopped."""
@@ -339,6 +340,8 @@ class DemoApp:
             with contextlib.suppress(httpx.HTTPError):
                 self._http.delete(self._nacos(f"/clients/{self._client_id}"))
         self.stopped.set()
+        if self._http is not None:
+            self._http.close()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.stopped.wait(timeout)

@@ -425,13 +425,34 @@ class NacosRegistry:
             already_out=before.enabled is enabled,
         )
 
+    def set_weight(self, weight: float, deadline: Deadline) -> InstanceState:
+        """Change only the weight (warm-up); enabled, metadata and the rest stay as they are."""
+        before = self.get_instance(deadline)
+        if before is None:
+            raise InstanceNotFound(f"instance {self._s.instance} is not registered")
+        self._write(before, None, self._http.detect(deadline), deadline, weight=weight)
+        return before
+
     def _write(
-        self, before: InstanceState, enabled: bool, server: ServerInfo, deadline: Deadline
+        self,
+        before: InstanceState,
+        enabled: bool | None,
+        server: ServerInfo,
+        deadline: Deadline,
+        *,
+        weight: float | None = None,
     ) -> str:
-        flag = "true" if enabled else "false"
+        """One write of enabled (None: unchanged) and weight (None: the current one)."""
+        weight = before.weight if weight is None else weight
         ids = {**self._ids(), "clusterName": before.cluster}
+        if enabled is None and server.major != 2:
+            # 3.x /partial and 1.x PUT reset an omitted enabled to true: send the current one.
+            if before.enabled is None:
+                raise RegistryRejected("cannot tell whether the instance is enabled")
+            enabled = before.enabled
+        flags = {} if enabled is None else {"enabled": "true" if enabled else "false"}
         if server.major >= 3:
-            params: dict[str, Any] = {**ids, "enabled": flag, "weight": before.weight}
+            params: dict[str, Any] = {**ids, **flags, "weight": weight}
             if before.ephemeral is not None:
                 params["ephemeral"] = "true" if before.ephemeral else "false"
             # N 3.0.3:naming/.../controllers/v3/InstanceControllerV3.java: /partial calls
@@ -444,20 +465,17 @@ class NacosRegistry:
             # without an explicit weight a weight-3 instance would silently drop to 1.
             method = "PATCH /v1/ns/instance"
             r = self._http.request(
-                "PATCH",
-                "/v1/ns/instance",
-                deadline,
-                params={**ids, "enabled": flag, "weight": before.weight},
+                "PATCH", "/v1/ns/instance", deadline, params={**ids, **flags, "weight": weight}
             )
             if r.status_code == 410:
                 self._http.server = ServerInfo("3 (from HTTP 410)", 3)
-                return self._write(before, enabled, self._http.server, deadline)
+                return self._write(before, enabled, self._http.server, deadline, weight=weight)
         else:
             # 1.x PUT replaces the stored instance, so everything we read goes back unchanged.
             params = {
                 **ids,
-                "enabled": flag,
-                "weight": before.weight,
+                **flags,
+                "weight": weight,
                 "metadata": json.dumps(before.metadata, separators=(",", ":")),
             }
             if before.ephemeral is not None:
@@ -476,7 +494,7 @@ class NacosRegistry:
             "registry_write",
             method=method,
             enabled=enabled,
-            weight=before.weight,
+            weight=weight,
             server_version=server.version,
         )
         return method

@@ -1,0 +1,344 @@
+"""``prestop serve``: the agent as a sidecar, for images with no shell (distroless, buildpacks).
+
+Kubelet calls ``GET /prestop`` on the pod IP (an ``httpGet`` preStop hook on the app container)
+and waits for the answer; the sidecar shares the pod's network namespace, so it drains and stops
+the app exactly as ``prestop drain`` does. Hooks are delivered at least once: concurrent and
+repeated calls join the one run (single flight) and get its outcome.
+
+Also: ``/healthz`` (alive), ``/readyz`` (the app is healthy AND consumers see the instance; false
+once a drain starts), ``/metrics`` (Prometheus text); at start-up the stale-disabled repair
+(Nacos' 60 s IP-reuse problem) and an optional weight warm-up.
+
+A plain sidecar gets SIGTERM together with the app: it keeps serving for ``term_linger``
+seconds (the hook call may arrive just after the signal) and while a run is in progress.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+import httpx
+
+from agent.deadline import Clock, Deadline
+from agent.exceptions import AgentError
+from agent.logs import get_logger
+from agent.registry.nacos import NacosRegistry
+from agent.sequence import Outcome
+
+log = get_logger()
+
+TOKEN_HEADER = "X-Prestop-Token"  # noqa: S105 - a header name, not a secret
+
+
+class SingleFlight:
+    """Runs ``fn`` once; every caller, during or after the run, gets that run's result."""
+
+    def __init__(self, fn: Callable[[], Outcome]) -> None:
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self.started = False
+        self.result: Outcome | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> tuple[Outcome | None, BaseException | None]:
+        with self._lock:
+            first = not self.started
+            self.started = True
+        if first:
+            try:
+                self.result = self._fn()
+            except Exception as exc:  # reported to every caller as a 500
+                self.error = exc
+                log.exception("prestop_run_failed", error=str(exc))
+            finally:
+                self._done.set()
+        self._done.wait()
+        return self.result, self.error
+
+    @property
+    def running(self) -> bool:
+        return self.started and not self._done.is_set()
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+
+def warmup_weight(
+    elapsed: float,
+    duration: float,
+    start: float,
+    target: float,
+    curve: Literal["quadratic", "linear"] = "quadratic",
+) -> float:
+    """The weight ``elapsed`` seconds into a warm-up (quadratic, like Sermant's and MSE's)."""
+    if duration <= 0 or elapsed >= duration:
+        return target
+    fraction = max(0.0, elapsed) / duration
+    if curve == "quadratic":
+        fraction *= fraction
+    return start + (target - start) * fraction
+
+
+@dataclass
+class WarmupConfig:
+    duration: float = 0.0  # seconds; 0: off
+    start_weight: float = 0.1
+    curve: Literal["quadratic", "linear"] = "quadratic"
+    step: float = 1.0
+
+
+@dataclass
+class Sidecar:
+    """The sidecar's state and behaviour, independent of HTTP."""
+
+    registry: NacosRegistry
+    run_drain: Callable[[], Outcome]
+    health_url: str
+    http: httpx.Client
+    clock: Clock
+    token: str
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    term_linger: float = 2.0
+    ready_cache: float = 1.0
+    flight: SingleFlight = field(init=False)
+    draining: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    warmup_progress: float = 0.0
+    repaired: bool = False
+    _ready: tuple[float, bool, list[str]] = (float("-inf"), False, [])
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    clients: list[httpx.Client] = field(default_factory=list)  # closed by close()
+
+    def close(self) -> None:
+        for client in (self.http, *self.clients):
+            client.close()
+
+    def __post_init__(self) -> None:
+        self.flight = SingleFlight(self._drain)
+
+    def _drain(self) -> Outcome:
+        self.draining.set()
+        outcome = self.run_drain()
+        log.info("prestop_summary", **outcome.summary())
+        return outcome
+
+    def authorized(self, presented: str | None) -> bool:
+        # Constant-time: the token must not leak through response timing.
+        return presented is not None and hmac.compare_digest(
+            presented.encode(), self.token.encode()
+        )
+
+    # --- readiness ---
+
+    def app_healthy(self, deadline: Deadline) -> bool:
+        try:
+            return self.http.get(self.health_url, timeout=deadline.timeout(1.0)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Ready = app healthy, registered, enabled and visible to consumers, not draining."""
+        if self.draining.is_set():
+            return False, ["draining"]
+        now = self.clock.now()
+        with self._lock:
+            at, ready, reasons = self._ready
+            if now - at < self.ready_cache:
+                return ready, reasons
+        deadline = Deadline.after(self.clock, 2.0)
+        reasons = []
+        if not self.app_healthy(deadline):
+            reasons.append("app_not_healthy")
+        try:
+            if not self.registry.visible_to_consumers(deadline):
+                reasons.append("not_visible_to_consumers")
+        except AgentError as exc:
+            reasons.append(f"registry_error: {type(exc).__name__}")
+        ready = not reasons and not self.draining.is_set()
+        with self._lock:
+            self._ready = (now, ready, reasons)
+        return ready, reasons
+
+    # --- start-up work: stale-disabled repair, then warm-up ---
+
+    def start_up(self, app_start_timeout: float = 600.0) -> None:
+        """Wait for the app and its registration, repair a stale disable, then warm up."""
+        end = self.clock.now() + app_start_timeout
+        state = None
+        while not self.stop.is_set() and not self.draining.is_set() and self.clock.now() < end:
+            deadline = Deadline.after(self.clock, 3.0)
+            if self.app_healthy(deadline):
+                try:
+                    state = self.registry.get_instance(deadline)
+                except AgentError as exc:
+                    log.info("startup_registry_unavailable", error=str(exc))
+                if state is not None:
+                    break
+            self.clock.sleep(1.0)
+        if state is None or self.draining.is_set():
+            return
+        if state.enabled is False:
+            # The app has just started and registered, yet the instance is disabled: an ops
+            # record left by the previous pod on this IP:port (Nacos keeps it ~60 s and revives
+            # it on re-registration, alibaba/nacos#6295, #14606).
+            try:
+                self.registry.put_back(Deadline.after(self.clock, 5.0))
+                self.repaired = True
+                log.warning("stale_disabled_repaired", instance=f"{state.ip}:{state.port}")
+            except AgentError as exc:
+                log.error("stale_disabled_repair_failed", error=str(exc))
+        if self.warmup.duration > 0:
+            self.warm_up(target=state.weight)
+
+    def warm_up(self, target: float) -> None:
+        """Raise the weight from a low start to ``target``; stop if anyone else changes it."""
+        w = self.warmup
+        start = min(w.start_weight, target)
+        begun = self.clock.now()
+        written: float | None = None
+        log.info("warmup_started", target=target, duration_s=w.duration, curve=w.curve)
+        while not self.stop.is_set() and not self.draining.is_set():
+            elapsed = self.clock.now() - begun
+            weight = round(warmup_weight(elapsed, w.duration, start, target, w.curve), 4)
+            deadline = Deadline.after(self.clock, 3.0)
+            try:
+                if written is not None:
+                    current = self.registry.get_instance(deadline)
+                    if current is None:
+                        return
+                    if abs(current.weight - written) > 1e-3:
+                        log.warning("warmup_stopped", reason="weight_changed_by_someone_else")
+                        return
+                if weight != written:
+                    self.registry.set_weight(weight, deadline)
+                    written = weight
+            except AgentError as exc:
+                log.warning("warmup_step_failed", error=str(exc))
+            self.warmup_progress = min(1.0, elapsed / w.duration)
+            if elapsed >= w.duration:
+                log.info("warmup_done", weight=target)
+                return
+            self.clock.sleep(min(w.step, w.duration - elapsed))
+        log.info("warmup_stopped", reason="draining" if self.draining.is_set() else "stopping")
+
+    # --- metrics ---
+
+    def metrics(self) -> str:
+        lines = [
+            "# TYPE prestop_draining gauge",
+            f"prestop_draining {int(self.draining.is_set())}",
+            "# TYPE prestop_warmup_progress gauge",
+            f"prestop_warmup_progress {self.warmup_progress:.3f}",
+            "# TYPE prestop_stale_disabled_repaired gauge",
+            f"prestop_stale_disabled_repaired {int(self.repaired)}",
+        ]
+        outcome = self.flight.result
+        if outcome is not None:
+            lines.append("# TYPE prestop_phase_duration_seconds gauge")
+            for phase in outcome.phases:
+                lines.append(
+                    f'prestop_phase_duration_seconds{{phase="{phase.name}",'
+                    f'outcome="{phase.outcome}"}} {phase.duration:.3f}'
+                )
+            confirm, drain = outcome.phase("confirm"), outcome.phase("drain")
+            if confirm is not None and "time_to_invisible_s" in confirm.detail:
+                lines.append(
+                    f"prestop_time_to_invisible_seconds {confirm.detail['time_to_invisible_s']}"
+                )
+            if drain is not None:
+                lines.append(
+                    "prestop_requests_after_take_out "
+                    f"{drain.detail.get('requests_after_take_out', 0)}"
+                )
+            label = "degraded" if outcome.degraded else "ok"
+            lines.append(f'prestop_last_outcome{{outcome="{label}"}} 1')
+        return "\n".join(lines) + "\n"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def _send(self, status: int, body: Any, ctype: str = "application/json") -> None:
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _route(self) -> None:
+        sidecar = self.server.sidecar
+        path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        if path == "/healthz" and self.command == "GET":
+            self._send(200, {"status": "alive"})
+        elif path == "/readyz" and self.command == "GET":
+            ready, reasons = sidecar.readiness()
+            self._send(200 if ready else 503, {"ready": ready, "reasons": reasons})
+        elif path == "/metrics" and self.command == "GET":
+            self._send(200, sidecar.metrics(), "text/plain; version=0.0.4")
+        elif path == "/prestop" and self.command in ("GET", "POST"):
+            if not sidecar.authorized(self.headers.get(TOKEN_HEADER)):
+                log.warning("prestop_forbidden", client=self.client_address[0])
+                self._send(403, {"error": f"missing or wrong {TOKEN_HEADER} header"})
+                return
+            joined = sidecar.flight.started
+            outcome, error = sidecar.flight.run()
+            if outcome is None:
+                self._send(500, {"error": type(error).__name__ if error else "no outcome"})
+                return
+            self._send(200, {**outcome.summary(), "joined": joined})
+        else:
+            self._send(404, {"error": "not found"})
+
+    do_GET = do_POST = _route
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    sidecar: Sidecar
+
+
+def make_server(sidecar: Sidecar, host: str, port: int) -> _Server:
+    server = _Server((host, port), _Handler)
+    server.sidecar = sidecar
+    return server
+
+
+def serve(sidecar: Sidecar, host: str, port: int, terminated: threading.Event) -> None:
+    """Serve until ``terminated`` (SIGTERM), then linger and finish a running drain."""
+    server = make_server(sidecar, host, port)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+    ).start()
+    threading.Thread(target=sidecar.start_up, daemon=True).start()
+    log.info("sidecar_listening", host=host, port=server.server_address[1])
+    terminated.wait()
+    sidecar.stop.set()
+    log.info("sidecar_terminating", linger_s=sidecar.term_linger)
+    # The hook's HTTP call may arrive just after our SIGTERM: wait a moment for it to start.
+    end = sidecar.clock.now() + sidecar.term_linger
+    while not sidecar.flight.started and sidecar.clock.now() < end:
+        sidecar.clock.sleep(0.05)
+    if sidecar.flight.started:
+        sidecar.flight.run()  # joins: returns when the running sequence has finished
+    server.shutdown()
+    server.server_close()
+    sidecar.close()
+    log.info("sidecar_stopped")

@@ -1,0 +1,274 @@
+"""The sidecar against real loopback servers: token, single flight, readiness, repair, warm-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from agent import config, wiring
+from agent.deadline import Deadline
+from agent.lab import procs
+from agent.lab.demo_app import AppConfig, DemoApp
+from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from agent.registry import InstanceState
+from agent.sidecar import Sidecar, WarmupConfig, make_server, warmup_weight
+from tests.fakes import FakeClock
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(name="nacos")
+def fixture_nacos() -> Iterator[NacosEmulator]:
+    with NacosEmulator(EmulatorConfig(push_delay=0.05)) as nacos:
+        yield nacos
+
+
+@pytest.fixture(name="app")
+def fixture_app() -> Iterator[DemoApp]:
+    app = DemoApp(AppConfig(port=0, latency_ms=1))
+    app.start()
+    yield app
+    app.shutdown()
+
+
+def env(nacos: NacosEmulator, port: int, **extra: str) -> dict[str, str]:
+    return {
+        "PRESTOP_NACOS_ADDR": nacos.addr,
+        "PRESTOP_SERVICE": "demo",
+        "PRESTOP_IP": "127.0.0.1",
+        "PRESTOP_PORT": str(port),
+        "PRESTOP_BUDGET": "10",
+        "PRESTOP_MIN_WAIT": "0.2",
+        "PRESTOP_QUIET_WINDOW": "0.5",
+        "PRESTOP_TOKEN": TOKEN,
+        "PRESTOP_LOG_TO_PID1": "false",
+        **extra,
+    }
+
+
+def build(nacos: NacosEmulator, port: int, **extra: str) -> Sidecar:
+    e = env(nacos, port, **extra)
+    cfg = config.load({}, e)
+    return wiring.build_sidecar(cfg, config.load_sidecar({}, e, cfg))
+
+
+@pytest.fixture(name="served")
+def fixture_served(nacos: NacosEmulator, app: DemoApp) -> Iterator[tuple[Sidecar, str]]:
+    nacos.register("demo", "127.0.0.1", app.port)
+    time.sleep(0.1)
+    sidecar = build(nacos, app.port)
+    server = make_server(sidecar, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield sidecar, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    sidecar.close()
+
+
+def test_token_is_required(served: tuple[Sidecar, str], nacos: NacosEmulator) -> None:
+    """/prestop without the token, or with a wrong one, is refused and changes nothing."""
+    _, url = served
+    assert httpx.get(f"{url}/prestop").status_code == 403
+    assert httpx.get(f"{url}/prestop", headers={"X-Prestop-Token": "nope"}).status_code == 403
+    assert nacos.writes() == []
+    assert httpx.get(f"{url}/healthz").json() == {"status": "alive"}
+
+
+def test_concurrent_calls_run_one_sequence(
+    served: tuple[Sidecar, str], nacos: NacosEmulator, app: DemoApp
+) -> None:
+    """Two concurrent /prestop calls (hooks come at least once) share one run and its outcome."""
+    _, url = served
+    answers: list[dict[str, Any]] = []
+
+    def call() -> None:
+        r = httpx.get(f"{url}/prestop", headers={"X-Prestop-Token": TOKEN}, timeout=20)
+        assert r.status_code == 200
+        answers.append(r.json())
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert len(answers) == 2
+    assert sorted(a["joined"] for a in answers) == [False, True]
+    assert answers[0]["phases"] == answers[1]["phases"]
+    assert sum(1 for w in nacos.writes() if w.method == "PATCH") == 1
+    assert app.wait(5)
+    again = httpx.get(f"{url}/prestop", headers={"X-Prestop-Token": TOKEN}).json()
+    assert again["joined"] is True
+    assert "prestop_last_outcome" in httpx.get(f"{url}/metrics").text
+
+
+def test_readyz_follows_the_registry(nacos: NacosEmulator, app: DemoApp) -> None:
+    """Not ready until registered and enabled; ready after; not ready once draining."""
+    sidecar = build(nacos, app.port)
+    sidecar.ready_cache = 0
+    try:
+        assert sidecar.readiness() == (False, ["not_visible_to_consumers"])
+        nacos.register("demo", "127.0.0.1", app.port)
+        time.sleep(0.1)
+        assert sidecar.readiness() == (True, [])
+        sidecar.draining.set()
+        assert sidecar.readiness() == (False, ["draining"])
+    finally:
+        sidecar.close()
+
+
+def test_stale_disabled_is_repaired(nacos: NacosEmulator, app: DemoApp) -> None:
+    """A new pod that finds its IP:port disabled by the old pod's ops record re-enables it."""
+    old = nacos.register("demo", "127.0.0.1", app.port, weight=2.0)
+    httpx.patch(
+        f"{nacos.url}/nacos/v1/ns/instance",
+        params={
+            "serviceName": "demo",
+            "ip": "127.0.0.1",
+            "port": app.port,
+            "enabled": "false",
+            "weight": "2",
+        },
+    )
+    nacos.deregister(old)  # the old pod is gone; its record lingers
+    nacos.register("demo", "127.0.0.1", app.port, weight=2.0)  # the new pod, same IP:port
+    time.sleep(0.1)
+    assert nacos.admin_view("demo")[0]["enabled"] is False
+    sidecar = build(nacos, app.port)
+    sidecar.start_up(app_start_timeout=5)
+    sidecar.close()
+    assert sidecar.repaired
+    (inst,) = nacos.admin_view("demo")
+    assert (inst["enabled"], inst["weight"]) == (True, 2.0)
+
+
+class WeightRegistry:
+    """Records weights; ``meddle_at`` simulates an operator changing the weight."""
+
+    def __init__(self, clock: FakeClock, meddle_at: float | None = None) -> None:
+        self.clock = clock
+        self.weight = 4.0
+        self.writes: list[tuple[float, float]] = []
+        self.meddle_at = meddle_at
+
+    def get_instance(self, deadline: Deadline) -> InstanceState:
+        if self.meddle_at is not None and self.clock.now() >= self.meddle_at:
+            self.weight = 7.0
+        return InstanceState("127.0.0.1", 1, "DEFAULT", self.weight, {}, True)
+
+    def set_weight(self, weight: float, deadline: Deadline) -> None:
+        self.weight = weight
+        self.writes.append((self.clock.now(), weight))
+
+
+def _warm(registry: WeightRegistry, clock: FakeClock) -> Sidecar:
+    sidecar = Sidecar(
+        registry=registry,  # type: ignore[arg-type]
+        run_drain=lambda: None,  # type: ignore[arg-type, return-value]
+        health_url="http://127.0.0.1:1/",
+        http=httpx.Client(),  # closed below; the warm-up makes no request of its own
+        clock=clock,
+        token=TOKEN,
+        warmup=WarmupConfig(duration=10, start_weight=0.4, curve="quadratic", step=1),
+    )
+    sidecar.warm_up(target=4.0)
+    sidecar.close()
+    return sidecar
+
+
+def test_warmup_follows_the_quadratic_curve() -> None:
+    """The weight rises from the start weight to the target along (t/T)^2, then stays."""
+    clock = FakeClock(0.0)
+    registry = WeightRegistry(clock)
+    sidecar = _warm(registry, clock)
+    assert registry.writes[0] == (0.0, 0.4)
+    for t, w in registry.writes:
+        assert w == pytest.approx(0.4 + 3.6 * (t / 10) ** 2, abs=1e-3)
+    assert registry.writes[-1] == (10.0, 4.0)
+    assert sidecar.warmup_progress == 1.0
+    assert warmup_weight(5, 10, 0, 4, "linear") == 2.0
+
+
+def test_warmup_never_overrides_someone_elses_weight() -> None:
+    """If the weight changes under it, the warm-up stops and leaves it."""
+    clock = FakeClock(0.0)
+    registry = WeightRegistry(clock, meddle_at=3.5)
+    _warm(registry, clock)
+    assert registry.weight == 7.0
+    assert all(t < 3.5 for t, _ in registry.writes)
+
+
+def test_sigterm_during_a_drain_does_not_cut_it_short(nacos: NacosEmulator) -> None:
+    """A real `prestop serve`: SIGTERM arrives during the drain; the run still completes."""
+    app_port, side_port = procs.free_port(), procs.free_port()
+    app = procs.start(
+        "app",
+        procs.python_module(
+            "agent.lab.demo_app",
+            "--port",
+            str(app_port),
+            "--nacos-addr",
+            nacos.addr,
+            "--service",
+            "demo",
+        ),
+        ready_marker="DEMO_APP_READY",
+    )
+    app.wait_ready(20)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PRESTOP_")}
+    sidecar = subprocess.Popen(
+        [sys.executable, "-m", "agent", "serve", "--listen", f"127.0.0.1:{side_port}"],
+        env={**base, **env(nacos, app_port, PRESTOP_MIN_WAIT="2", PRESTOP_LOG_FORMAT="json")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert procs.wait_for(lambda: _up(f"http://127.0.0.1:{side_port}/healthz"), 10)
+        answer: list[httpx.Response] = []
+        call = threading.Thread(
+            target=lambda: answer.append(
+                httpx.get(
+                    f"http://127.0.0.1:{side_port}/prestop",
+                    headers={"X-Prestop-Token": TOKEN},
+                    timeout=20,
+                )
+            )
+        )
+        call.start()
+        time.sleep(0.5)
+        sidecar.send_signal(signal.SIGTERM)  # kubelet signals every container at once
+        call.join()
+        assert answer[0].status_code == 200
+        body = answer[0].json()
+        assert body["phases"]["drain"]["duration_s"] >= 1.5
+        assert body["phases"]["shutdown"]["app_stopped"] is True
+        assert sidecar.wait(10) == 0
+        events = [
+            json.loads(x)["event"] for x in sidecar.stderr.read().splitlines() if x.startswith("{")
+        ]  # type: ignore[union-attr]
+        assert events.index("sidecar_terminating") < events.index("prestop_summary")
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+        sidecar.wait(5)
+        if sidecar.stderr:
+            sidecar.stderr.close()
+        app.kill()
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
