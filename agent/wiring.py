@@ -16,23 +16,23 @@ from agent.drain.signals import (
     TrafficSignal,
 )
 from agent.drain.sockdiag import CombinedSignal, KernelSocketSignal
-from agent.logs import get_logger
 from agent.registry.nacos import NacosHttp, NacosRegistry
 from agent.sequence import Deps, Plan, run_drain
 from agent.shutdown import ActuatorShutdown, NoShutdown, ShutdownAction, SignalShutdown
 from agent.sidecar import Sidecar, WarmupConfig
 
 USER_AGENT = f"prestop-agent/{__version__}"
-log = get_logger()
 
 
-def http_client() -> httpx.Client:
+def http_client(*, tls: bool = True) -> httpx.Client:
     # Timeouts are always passed per call from the Deadline; this default only guards mistakes.
     return httpx.Client(
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(3.0),
         follow_redirects=False,
         trust_env=False,
+        # A verifying TLS context loads the CA bundle (~2 MB); plain-HTTP clients skip it.
+        verify=tls,
     )
 
 
@@ -68,21 +68,21 @@ def build_signal(config: Config, http: httpx.Client) -> TrafficSignal:
         signals.append(prometheus)
     if "actuator" in names:
         signals.append(actuator)
-    if "kernel" in names:
+    if names & {"auto", "kernel"}:
+        # Built lazily: pyroute2 is imported (about 20 MB) only when the drain first reads it,
+        # so an idle sidecar stays small; where netlink is unreadable, auto just goes without.
         signals.append(KernelSocketSignal(config.nacos.port))
-    elif "auto" in names:
-        ok, why = KernelSocketSignal.available()
-        if ok:
-            signals.append(KernelSocketSignal(config.nacos.port))
-        else:
-            log.info("kernel_signal_unavailable", reason=why)
     return signals[0] if len(signals) == 1 else CombinedSignal(signals)
 
 
 def build(config: Config, clock: Clock | None = None) -> tuple[Deps, Plan, list[httpx.Client]]:
     """Everything ``run_drain`` needs; the caller closes the returned clients."""
     clock = clock or SystemClock()
-    registry_http, app_http = http_client(), http_client()
+    # The app is reached over loopback; only an https actuator URL needs a TLS context.
+    app_tls = not config.actuator_url.startswith("http://") or not config.metrics_url.startswith(
+        "http://"
+    )
+    registry_http, app_http = http_client(), http_client(tls=app_tls)
     registry = build_registry(config.nacos, registry_http, clock, config.http_timeout)
     deps = Deps(
         registry=registry,
@@ -123,16 +123,20 @@ def build_sidecar(config: Config, side: SidecarSettings, clock: Clock | None = N
     """The sidecar: the same sequence as ``prestop drain``, behind single-flight HTTP."""
     clock = clock or SystemClock()
     deps, plan, clients = build(config, clock)
+    app_http = clients[1]
+    if side.health_url.startswith("https://"):
+        app_http = http_client()
+        clients = [*clients, app_http]
     registry = deps.registry
     assert isinstance(registry, NacosRegistry)
     return Sidecar(
         registry=registry,
         run_drain=lambda: run_drain(deps, plan),
         health_url=side.health_url,
-        http=http_client(),
+        http=app_http,
         clock=clock,
         token=side.token,
         warmup=WarmupConfig(side.warmup, side.warmup_start_weight, side.warmup_curve),
         term_linger=side.term_linger,
-        clients=clients,
+        clients=[c for c in clients if c is not app_http],
     )

@@ -28,3 +28,15 @@ def test_no_prestop_loses_requests() -> None:
     result = run_rollout(RolloutSettings(strategy="none", **SHORT))  # type: ignore[arg-type]
     assert result.errors > 0
     assert "connect_refused" in result.errors_by_kind
+
+
+def test_sidecar_with_httpget_hook_loses_no_request() -> None:
+    """`prestop serve` beside each pod, called by an httpGet-style hook: no failed request."""
+    settings = RolloutSettings(strategy="agent", mode="sidecar", **SHORT)  # type: ignore[arg-type]
+    result = run_rollout(settings)
+    assert result.strategy == "agent-sidecar"
+    assert result.errors == 0, result.errors_by_kind
+    for pod in result.pods:
+        assert pod.prestop_exit == 0
+        assert pod.sidecar_rss_mb is not None
+        assert pod.prestop_summary["phases"]["shutdown"]["app_stopped"] is True

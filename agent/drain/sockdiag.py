@@ -149,7 +149,7 @@ class KernelSocketSignal:
         return Reading(requests=float(self._arrivals), in_flight=float(in_flight))
 
     @staticmethod
-    def available() -> tuple[bool, str]:
+    def available() -> tuple[bool, str]:  # pragma: no cover - used by tests and diagnostics
         """Whether netlink sock_diag can be read here, and why not."""
         try:
             list(_diag_sockets())
@@ -171,8 +171,10 @@ class CombinedSignal:
 
     @property
     def name(self) -> str:
-        # Components may settle on a source (FirstAvailable) after the first read.
-        return "+".join(s.name for s in self.signals)
+        """The components that have answered (all of them before the first read)."""
+        # Components may also settle on a source (FirstAvailable) after the first read.
+        used = [s for i, s in enumerate(self.signals) if i in self._last] or self.signals
+        return "+".join(s.name for s in used)
 
     def read(self, deadline: Deadline) -> Reading:
         fresh = 0

@@ -50,6 +50,12 @@ def lab(
 @click.option("--grace", type=float, default=45.0, help="terminationGracePeriodSeconds.")
 @click.option("--latency-tail", type=float, default=0.01, help="Share of slow requests.")
 @click.option("--tail-ms", type=float, default=2000.0, help="Duration of a slow request.")
+@click.option(
+    "--mode",
+    type=click.Choice(["exec", "sidecar"]),
+    default="exec",
+    help="How the agent runs: an exec preStop, or a sidecar called by an httpGet preStop.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("lab-results"))
 def rollout(
     strategy: str,
@@ -59,6 +65,7 @@ def rollout(
     grace: float,
     latency_tail: float,
     tail_ms: float,
+    mode: str,
     out: Path,
 ) -> None:
     """Benchmark a rolling update: no preStop, a fixed sleep, and the agent."""
@@ -83,12 +90,18 @@ def rollout(
             grace=grace,
             latency_tail=latency_tail,
             tail_ms=tail_ms,
+            mode=mode,
         )
         click.echo(f"running strategy {name} ...", err=True)
-        results.append(run_rollout(settings))
-        write_svg(result_records[name], out / f"rollout-{name}.svg", f"rollout, strategy {name}")
+        result = run_rollout(settings)
+        results.append(result)
+        write_svg(
+            result_records[result.strategy],
+            out / f"rollout-{result.strategy}.svg",
+            f"rollout, strategy {result.strategy}",
+        )
     click.echo(render(results, settings))
     write_json(results, settings, out / "rollout.json")
     click.echo(f"wrote {out / 'rollout.json'} and {out}/rollout-*.svg")
-    ok = all(r.errors == 0 for r in results if r.strategy == "agent")
+    ok = all(r.errors == 0 for r in results if r.strategy.startswith("agent"))
     sys.exit(0 if ok else 1)

@@ -32,6 +32,19 @@ from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
 from agent.shutdown import port_open
 
 STRATEGIES = ("none", "sleep", "agent")
+TOKEN = "lab-sidecar-token"
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MB (VmRSS from /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 @dataclass
@@ -48,6 +61,7 @@ class RolloutSettings:
     tail_ms: float = 2000.0
     push_delay: float = 0.5
     seed: int = 7
+    mode: str = "exec"  # agent strategy: "exec" preStop, or "sidecar" (httpGet to prestop serve)
 
     @property
     def scaled_lb_ttl(self) -> float:
@@ -73,6 +87,8 @@ class PodResult:
     prestop_exit: int | None
     killed: bool
     prestop_summary: dict[str, Any] = field(default_factory=dict)
+    sidecar_rss_mb: float | None = None  # idle, just before the pod's termination
+    hook_overhead_s: float | None = None  # the httpGet call's time minus the sequence's own
 
 
 @dataclass
@@ -105,6 +121,23 @@ class Kubelet:
         self.s = settings
         self.nacos = nacos
         self.summaries: dict[int, dict[str, Any]] = {}
+        self.sidecars: dict[int, tuple[procs.Proc, int]] = {}  # app port -> (process, port)
+        self.rss_mb: dict[int, float] = {}
+        self.overhead_s: dict[int, float] = {}
+
+    def start_sidecar(self, app_port: int) -> None:
+        """A `prestop serve` container beside the app, sharing its network namespace."""
+        side_port = procs.free_port()
+        budget = max(1.0, self.s.grace - 3.0)
+        env = {**agent_env(self.nacos.addr, app_port, budget, auth=False), "PRESTOP_TOKEN": TOKEN}
+        proc = procs.start(
+            f"sidecar-{app_port}",
+            procs.prestop_argv("serve", "--listen", f"127.0.0.1:{side_port}"),
+            env=env,
+            ready_marker="sidecar_listening",
+        )
+        proc.wait_ready(20)
+        self.sidecars[app_port] = (proc, side_port)
 
     def terminate(self, app: procs.Proc, port: int) -> tuple[float, float | None, int | None, bool]:
         """Returns (t0, seconds until the port closed, preStop exit code, SIGKILLed?)."""
@@ -135,6 +168,8 @@ class Kubelet:
             return None
         if self.s.strategy == "sleep":
             return self._sleep_script(port, deadline)
+        if port in self.sidecars:
+            return self._http_hook(port, deadline)
         budget = max(1.0, self.s.grace - 3.0)
         agent = procs.start(
             f"prestop-{port}",
@@ -146,6 +181,28 @@ class Kubelet:
             agent.kill()
         self.summaries[port] = summary_line(agent.lines)
         return code
+
+    def _http_hook(self, port: int, deadline: float) -> int:
+        """Kubelet's httpGet preStop; the plain sidecar container gets SIGTERM at the same time."""
+        proc, side_port = self.sidecars.pop(port)
+        self.rss_mb[port] = rss_mb(proc.pid)
+        proc.popen.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            response = httpx.get(
+                f"http://127.0.0.1:{side_port}/prestop",
+                headers={"X-Prestop-Token": TOKEN},
+                timeout=max(0.1, deadline - time.monotonic()),
+            )
+            body = response.json()
+        except (httpx.HTTPError, ValueError):
+            proc.kill()
+            return 1
+        self.overhead_s[port] = round(time.monotonic() - started - body.get("duration_s", 0), 3)
+        self.summaries[port] = body
+        proc.wait(10)
+        proc.kill()
+        return 0 if response.status_code == 200 and body.get("exit_code") == 0 else 3
 
     def _sleep_script(self, port: int, deadline: float) -> int:
         # The script people paste: curl -X PUT ...enabled=false; sleep N; curl -X POST shutdown.
@@ -166,23 +223,28 @@ def run_rollout(settings: RolloutSettings) -> RolloutResult:
     config = EmulatorConfig(push_delay=s.push_delay, metadata_expiry=60.0)
     apps: dict[int, procs.Proc] = {}
     extra = ["--latency-tail", str(s.latency_tail), "--tail-ms", str(s.tail_ms)]
+    sidecar_mode = s.mode == "sidecar" and s.strategy == "agent"
     with NacosEmulator(config) as nacos:
+        kubelet = Kubelet(s, nacos)
         try:
             for _ in range(s.replicas):
                 port = procs.free_port()
                 apps[port] = start_app(nacos.addr, port, s.latency_ms, *extra)
+                if sidecar_mode:
+                    kubelet.start_sidecar(port)
             if not procs.wait_for(lambda: len(nacos.consumer_view(SERVICE)) == s.replicas, 15):
                 raise RuntimeError("replicas did not register")
             consumers = _consumers(nacos, s)
             for c in consumers:
                 c.start()
             time.sleep(max(1.5, s.scaled_lb_ttl / 4))
-            kubelet = Kubelet(s, nacos)
             started = time.monotonic()
             terminations: list[tuple[str, float, float | None, int | None, bool]] = []
             for old_port in list(apps):
                 new_port = procs.free_port()
                 apps[new_port] = start_app(nacos.addr, new_port, s.latency_ms, *extra)
+                if sidecar_mode:
+                    kubelet.start_sidecar(new_port)
                 procs.wait_for(
                     lambda p=new_port: any(h["port"] == p for h in nacos.consumer_view(SERVICE)),
                     15,
@@ -196,12 +258,15 @@ def run_rollout(settings: RolloutSettings) -> RolloutResult:
         finally:
             for app in apps.values():
                 app.kill()
+            for proc, _ in kubelet.sidecars.values():
+                proc.kill()
     records = [r for c in consumers for r in c.records()]
     errors = [r for r in records if r.outcome != "ok"]
     by_kind: dict[str, int] = {}
     for r in errors:
         by_kind[r.outcome] = by_kind.get(r.outcome, 0) + 1
-    result = RolloutResult(s.strategy, len(records), len(errors), by_kind, round(rollout_s, 3))
+    name = f"{s.strategy}-sidecar" if sidecar_mode else s.strategy
+    result = RolloutResult(name, len(records), len(errors), by_kind, round(rollout_s, 3))
     for instance, t0, drain, code, killed in terminations:
         bound = _bound(records, instance, t0)
         result.pods.append(
@@ -213,11 +278,17 @@ def run_rollout(settings: RolloutSettings) -> RolloutResult:
                 errors=sum(1 for r in errors if r.instance == instance),
                 prestop_exit=code,
                 killed=killed,
-                prestop_summary=kubelet.summaries.get(int(instance.rsplit(":", 1)[1]), {}),
+                prestop_summary=kubelet.summaries.get(port_of(instance), {}),
+                sidecar_rss_mb=kubelet.rss_mb.get(port_of(instance)),
+                hook_overhead_s=kubelet.overhead_s.get(port_of(instance)),
             )
         )
-    result_records[s.strategy] = records
+    result_records[name] = records
     return result
+
+
+def port_of(instance: str) -> int:
+    return int(instance.rsplit(":", 1)[1])
 
 
 # The last run's request records per strategy, for the timeline picture.
@@ -271,6 +342,13 @@ def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
         )
         if r.errors_by_kind:
             lines.append(f"{'':<9}errors by kind: {r.errors_by_kind}")
+        rss = [p.sidecar_rss_mb for p in r.pods if p.sidecar_rss_mb is not None]
+        overhead = [p.hook_overhead_s for p in r.pods if p.hook_overhead_s is not None]
+        if rss:
+            lines.append(
+                f"{'':<9}sidecar idle RSS {min(rss):.1f}-{max(rss):.1f} MB, /prestop overhead "
+                f"{min(overhead) * 1000:.0f}-{max(overhead) * 1000:.0f} ms"
+            )
     return "\n".join(lines)
 
 
