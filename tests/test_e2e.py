@@ -184,3 +184,23 @@ def test_status_command(nacos: NacosEmulator) -> None:
     assert info["consumer_visible"] is True
     assert info["admin_view"]["weight"] == 2.5
     assert "pw" not in result.stdout + result.stderr
+
+
+def test_down_and_up_for_maintenance(nacos: NacosEmulator) -> None:
+    """`prestop down` takes the instance out without stopping the app; `up` puts it back."""
+    nacos.register("demo", "127.0.0.1", 8080, weight=3.0, metadata={"zone": "a"})
+    time.sleep(0.4)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PRESTOP_")}
+    for command, enabled in (("down", False), ("up", True)):
+        result = subprocess.run(
+            [sys.executable, "-m", "agent", command],
+            env={**base, **_env(nacos.addr, 8080), "PRESTOP_LOG_TO_PID1": "false"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        (inst,) = nacos.admin_view("demo")
+        assert (inst["enabled"], inst["weight"], inst["metadata"]) == (enabled, 3.0, {"zone": "a"})
+        time.sleep(0.3)

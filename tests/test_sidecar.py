@@ -121,6 +121,13 @@ def test_readyz_follows_the_registry(nacos: NacosEmulator, app: DemoApp) -> None
         nacos.register("demo", "127.0.0.1", app.port)
         time.sleep(0.1)
         assert sidecar.readiness() == (True, [])
+        ids = {"serviceName": "demo", "ip": "127.0.0.1", "port": app.port}
+        httpx.patch(f"{nacos.url}/nacos/v1/ns/instance", params={**ids, "enabled": "false"})
+        time.sleep(0.1)
+        assert sidecar.readiness() == (False, ["not_visible_to_consumers"])  # disabled
+        httpx.patch(f"{nacos.url}/nacos/v1/ns/instance", params={**ids, "enabled": "true"})
+        time.sleep(0.1)
+        assert sidecar.readiness() == (True, [])
         sidecar.draining.set()
         assert sidecar.readiness() == (False, ["draining"])
     finally:
