@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -448,20 +448,8 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
     signal_target = target_r.value if target_r else "1"
 
     budget = _number("budget", r("budget"), 25.0, allow_zero=False)
-    min_wait = _number("min_wait", r("min_wait"), 2.0)
-    max_wait = _number("max_wait", r("max_wait"), 60.0)
-    if min_wait > max_wait:
-        raise ConfigError(
-            f"--min-wait {min_wait:g} is greater than --max-wait {max_wait:g}; "
-            "lower --min-wait or raise --max-wait"
-        )
-    quiet_floor = _number("quiet_floor", r("quiet_floor"), 0.3)
-    quiet_cap = _number("quiet_cap", r("quiet_cap"), 30.0)
-    if quiet_floor > quiet_cap:
-        raise ConfigError(
-            f"--quiet-floor {quiet_floor:g} is greater than --quiet-cap {quiet_cap:g}; "
-            "lower --quiet-floor or raise --quiet-cap"
-        )
+    min_wait, max_wait = _ordered_pair("min_wait", 2.0, "max_wait", 60.0, r)
+    quiet_floor, quiet_cap = _ordered_pair("quiet_floor", 0.3, "quiet_cap", 30.0, r)
     log_format_r = r("log_format")
     log_format: LogFormat = "auto"
     if log_format_r is not None:
@@ -529,6 +517,21 @@ def _consumer_port(r: Resolved | None) -> int | None:
     if r.value.lower() == "auto":
         return 0
     return _port("consumer_port", r, 0)
+
+
+def _ordered_pair(
+    low: str,
+    low_default: float,
+    high: str,
+    high_default: float,
+    r: Callable[[str], Resolved | None],
+) -> tuple[float, float]:
+    """Two durations where the first must not exceed the second (e.g. min and max wait)."""
+    a, b = _number(low, r(low), low_default), _number(high, r(high), high_default)
+    if a > b:
+        lf, hf = OPTIONS_BY_NAME[low].flag, OPTIONS_BY_NAME[high].flag
+        raise ConfigError(f"{lf} {a:g} is greater than {hf} {b:g}; lower {lf} or raise {hf}")
+    return a, b
 
 
 def _quiet_window(r: Resolved | None) -> float | None:

@@ -18,16 +18,21 @@ from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
 pytestmark = pytest.mark.slow
 
 
-def drain(env: dict[str, str], *args: str, timeout: float = 60) -> tuple[int, list[dict]]:
+def cli(command: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`prestop COMMAND` as a real subprocess, with only the given PRESTOP_* variables."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("PRESTOP_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "agent", "drain", *args],
+    return subprocess.run(
+        [sys.executable, "-m", "agent", command, *args],
         env={**base, "PRESTOP_LOG_TO_PID1": "false", "PRESTOP_LOG_FORMAT": "json", **env},
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=60,
         check=False,
     )
+
+
+def drain(env: dict[str, str], *args: str) -> tuple[int, list[dict]]:
+    result = cli("drain", env, *args)
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     return result.returncode, events
 
@@ -169,15 +174,7 @@ def test_status_command(nacos: NacosEmulator) -> None:
     """`prestop status` prints the admin and consumer views as JSON."""
     nacos.register("demo", "127.0.0.1", 8080, weight=2.5)
     time.sleep(0.4)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PRESTOP_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "agent", "status"],
-        env={**base, **_env(nacos.addr, 8080), "PRESTOP_LOG_TO_PID1": "false"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = cli("status", _env(nacos.addr, 8080))
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["registered"] is True
@@ -190,16 +187,8 @@ def test_down_and_up_for_maintenance(nacos: NacosEmulator) -> None:
     """`prestop down` takes the instance out without stopping the app; `up` puts it back."""
     nacos.register("demo", "127.0.0.1", 8080, weight=3.0, metadata={"zone": "a"})
     time.sleep(0.4)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PRESTOP_")}
     for command, enabled in (("down", False), ("up", True)):
-        result = subprocess.run(
-            [sys.executable, "-m", "agent", command],
-            env={**base, **_env(nacos.addr, 8080), "PRESTOP_LOG_TO_PID1": "false"},
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        result = cli(command, _env(nacos.addr, 8080))
         assert result.returncode == 0, result.stderr
         (inst,) = nacos.admin_view("demo")
         assert (inst["enabled"], inst["weight"], inst["metadata"]) == (enabled, 3.0, {"zone": "a"})

@@ -249,16 +249,13 @@ class NacosRegistry:
 
     # --- parameters ---
 
+    def _service_params(self) -> dict[str, Any]:
+        s = self._s
+        return {"namespaceId": s.namespace, "groupName": s.group, "serviceName": s.service}
+
     def _ids(self) -> dict[str, Any]:
         s = self._s
-        return {
-            "namespaceId": s.namespace,
-            "groupName": s.group,
-            "serviceName": s.service,
-            "clusterName": s.cluster,
-            "ip": s.ip,
-            "port": s.port,
-        }
+        return {**self._service_params(), "clusterName": s.cluster, "ip": s.ip, "port": s.port}
 
     def _is_us(self, host: dict[str, Any]) -> bool:
         return str(host.get("ip")) == self._s.ip and _int(host.get("port")) == self._s.port
@@ -319,11 +316,7 @@ class NacosRegistry:
     def visible_to_consumers(self, deadline: Deadline) -> bool:
         """Whether a consumer's instance list (enabled-only, server-filtered) contains us."""
         server = self._http.detect(deadline)
-        params = {
-            "namespaceId": self._s.namespace,
-            "groupName": self._s.group,
-            "serviceName": self._s.service,
-        }
+        params = self._service_params()
         if server.major >= 3:
             r = self._http.request("GET", "/v3/client/ns/instance/list", deadline, params=params)
             if r.status_code == 404:
@@ -345,11 +338,7 @@ class NacosRegistry:
     def subscribers(self, deadline: Deadline) -> list[Subscriber]:
         """Clients subscribed to the service (2.2+: v2 API; 3.x: v3 admin API; 1.x: none)."""
         server = self._http.detect(deadline)
-        params = {
-            "namespaceId": self._s.namespace,
-            "groupName": self._s.group,
-            "serviceName": self._s.service,
-        }
+        params = self._service_params()
         if server.major >= 3:
             path = "/v3/admin/ns/client/service/subscriber/list"
         elif server.major == 2:
