@@ -42,6 +42,7 @@ class Conn:
     last_data_recv_ms: int
     last_data_sent_ms: int
     bytes_acked: int = -1  # bytes sent and acknowledged; 0: nothing answered yet
+    local: str = ""
 
 
 def _diag_sockets() -> Iterator[Conn]:
@@ -80,6 +81,7 @@ def _conn(record: Any) -> Conn:
         last_data_recv_ms=field("tcpi_last_data_recv"),
         last_data_sent_ms=field("tcpi_last_data_sent"),
         bytes_acked=field("tcpi_bytes_acked"),
+        local=str(record["idiag_src"]),
     )
 
 
@@ -117,7 +119,7 @@ class KernelSocketSignal:
         self.exclude_own = exclude_own
         self._list = list_sockets
         self._own = own_inodes
-        self._seen: dict[tuple[str, int, int], int] = {}
+        self._seen: dict[tuple[str, int], int] = {}
         self._arrivals = 0
 
     def read(self, deadline: Deadline) -> Reading:
@@ -125,16 +127,17 @@ class KernelSocketSignal:
             raise SignalUnavailable("no time left")
         conns = list(self._list())
         ours = self._own() if self.exclude_own else set()
-        # Our client sockets to the port: their local ports are the peers to leave out.
-        own_client_ports = {
-            c.local_port for c in conns if c.inode in ours and c.peer_port == self.port
+        # Our client sockets to the port: the server ends whose peer they are are ours too.
+        own_clients = {
+            (c.local, c.local_port) for c in conns if c.inode in ours and c.peer_port == self.port
         }
-        current: dict[tuple[str, int, int], int] = {}
+        current: dict[tuple[str, int], int] = {}
         in_flight = 0
         for c in conns:
-            if c.local_port != self.port or c.inode in ours or c.peer_port in own_client_ports:
+            if c.local_port != self.port or c.inode in ours or (c.peer, c.peer_port) in own_clients:
                 continue
-            key = (c.peer, c.peer_port, c.inode)
+            # Keyed by the peer, not the inode: the inode is 0 until the app accepts.
+            key = (c.peer, c.peer_port)
             current[key] = c.bytes_received
             before = self._seen.get(key)
             if (before is None and c.bytes_received > 0) or (
