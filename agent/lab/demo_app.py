@@ -271,7 +271,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_found(self, path: str) -> tuple[int, str]:
         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         self._respond(404, {"timestamp": stamp, "status": 404, "error": "Not Found", "path": path})
-        return 404, "NOT_FOUND"  # Spring's uri tag for unmapped requests
+        # Spring tags unmapped requests "/**" (or NOT_FOUND); actuator paths keep their own so
+        # that a probe of an endpoint that is not exposed stays out of the business count,
+        # which the agent's signal tests expect of this app.
+        return 404, path if path.startswith("/actuator") else "NOT_FOUND"
 
     def _serve(self) -> None:
         app = self.server.app
