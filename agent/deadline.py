@@ -8,7 +8,6 @@ No I/O here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,14 +63,3 @@ class Deadline:
     def sleep(self, seconds: float) -> None:
         """Sleep, but never past the deadline."""
         self.clock.sleep(min(seconds, self.remaining()))
-
-
-class Stopwatch:
-    """Measures a duration on a Clock."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._now: Callable[[], float] = clock.now
-        self._start = clock.now()
-
-    def elapsed(self) -> float:
-        return self._now() - self._start

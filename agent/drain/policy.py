@@ -145,11 +145,6 @@ def quiet_window(config: DrainConfig, state: DrainState) -> float:
     return max(state.quiet_window, adaptive_window(recent, config))
 
 
-def settle(state: DrainState, now: float) -> DrainState:
-    """The registry change became visible: the quiet window counts from no earlier than now."""
-    return replace(state, settled=True, quiet_since=max(state.quiet_since, now))
-
-
 def decide(config: DrainConfig, state: DrainState, now: float) -> Decision:
     """What to do at ``now``, given everything observed so far."""
     cap = min(state.deadline, state.started + config.max_wait)

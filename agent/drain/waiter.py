@@ -38,15 +38,23 @@ class DrainResult:
 MIN_RATE_SPAN = 0.2  # seconds; a shorter baseline says nothing about the rate
 
 
-def take_sample(signal: TrafficSignal | None, deadline: Deadline, clock: Clock) -> Sample | None:
-    """One reading as a Sample, or None when there is no signal or it failed."""
+def take_sample(
+    signal: TrafficSignal | None,
+    deadline: Deadline,
+    clock: Clock,
+    on_error: Callable[[SignalUnavailable], None] | None = None,
+) -> Sample | None:
+    """One reading, stamped when it was asked for; None when there is no signal or it failed."""
     if signal is None:
         return None
+    at = clock.now()
     try:
         reading = signal.read(deadline)
-    except SignalUnavailable:
+    except SignalUnavailable as exc:
+        if on_error is not None:
+            on_error(exc)
         return None
-    return Sample(clock.now(), reading.requests, reading.in_flight)
+    return Sample(at, reading.requests, reading.in_flight)
 
 
 def rate_between(first: Sample | None, second: Sample | None) -> float | None:
@@ -78,18 +86,16 @@ def wait_for_drain(
     rate: float | None = None
     first = True
     last_reason = ""
-    warned = False
+    warned: list[bool] = []  # warn about an unreadable signal once per drain
+
+    def failed(exc: SignalUnavailable) -> None:
+        if not warned and signal is not None:
+            log.warning("drain_signal_unavailable", signal=signal.name, error=str(exc))
+            warned.append(True)
+
     while True:
         now = clock.now()
-        sample: Sample | None = None
-        if signal is not None:
-            try:
-                reading = signal.read(deadline)
-                sample = Sample(now, reading.requests, reading.in_flight)
-            except SignalUnavailable as exc:
-                if not warned:
-                    log.warning("drain_signal_unavailable", signal=signal.name, error=str(exc))
-                    warned = True
+        sample = take_sample(signal, deadline, clock, failed)
         state = observe(state, sample, now)
         if first:
             first = False
