@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -242,7 +243,7 @@ def ready(**flags: Any) -> None:
     sys.exit(EXIT_OK if ok else EXIT_ERROR)
 
 
-def _registry_command(flags: dict[str, Any], command: str) -> tuple[Any, Any, Any]:
+def _registry_command(flags: dict[str, Any], command: str) -> tuple[Any, Any, Any, Any]:
     from agent import wiring
     from agent.deadline import Deadline, SystemClock
     from agent.logs import get_logger
@@ -252,7 +253,7 @@ def _registry_command(flags: dict[str, Any], command: str) -> tuple[Any, Any, An
     http = wiring.http_client()
     registry = wiring.build_registry(cfg.nacos, http, clock, cfg.http_timeout)
     log = get_logger(command=command, instance=cfg.nacos.instance, service=cfg.nacos.service)
-    return registry, Deadline.after(clock, cfg.budget), log
+    return registry, Deadline.after(clock, cfg.budget), log, http
 
 
 def _switch(flags: dict[str, Any], enabled: bool) -> None:
@@ -260,14 +261,16 @@ def _switch(flags: dict[str, Any], enabled: bool) -> None:
     from agent.retrying import call_with_retries
 
     command = "up" if enabled else "down"
-    registry, deadline, log = _registry_command(flags, command)
+    registry, deadline, log, http = _registry_command(flags, command)
     try:
         fn = registry.put_back if enabled else registry.take_out
         result = call_with_retries(lambda: fn(deadline), deadline)
     except (RegistryError, AgentError) as exc:
+        http.close()
         log.error(f"{command}_failed", error=str(exc), error_type=type(exc).__name__)
         log.info("prestop_summary", outcome="degraded", exit_code=EXIT_DEGRADED)
         sys.exit(EXIT_DEGRADED)
+    http.close()
     log.info(
         "prestop_summary",
         outcome="ok",
@@ -299,19 +302,98 @@ def down(**flags: Any) -> None:
 @registry_options
 def status(**flags: Any) -> None:
     """Print what the registry shows for this instance, as admins and as consumers see it."""
-    registry, deadline, log = _registry_command(flags, "status")
+    registry, deadline, log, http = _registry_command(flags, "status")
     try:
         info = registry.status(deadline)
     except AgentError as exc:
         log.error("status_failed", error=str(exc), error_type=type(exc).__name__)
         sys.exit(EXIT_DEGRADED)
+    finally:
+        http.close()
     click.echo(json.dumps(info, indent=2, sort_keys=True))
     sys.exit(EXIT_OK)
 
 
-def _register_lab() -> None:
-    from agent.lab.cli import lab
+@cli.command()
+@registry_options
+@drain_options
+@click.option(
+    "--grace",
+    "grace",
+    default=None,
+    help="The pod's terminationGracePeriodSeconds, to check against --budget. [env: PRESTOP_GRACE]",
+)
+@click.option(
+    "--consumer-staleness",
+    "consumer_staleness",
+    default=None,
+    help="Seconds a consumer may still route to the instance after the take-out "
+    "(default: Nacos 35.5, Eureka 95). [env: PRESTOP_CONSUMER_STALENESS]",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
+def check(as_json: bool, **flags: Any) -> None:
+    """Preflight: config, registry login, instance, actuator, signals, grace arithmetic."""
+    from agent import check as checks
+    from agent import config, logs, wiring
+    from agent.deadline import Deadline, SystemClock
+    from agent.shutdown import find_pids
 
+    try:
+        cfg = config.load(flags, os.environ)
+    except ConfigError as exc:
+        findings = [checks.Finding("config", "fail", str(exc))]
+        _print_findings(findings, as_json)
+        sys.exit(EXIT_CONFIG)
+    logs.configure(log_format=cfg.log_format, to_pid1=False)
+    findings = [checks.Finding("config", "ok", f"valid; instance {cfg.nacos.instance}")]
+    clock = SystemClock()
+    deadline = Deadline.after(clock, cfg.budget)
+    registry_http, app_http = wiring.http_client(), wiring.http_client()
+    try:
+        registry = wiring.build_registry(cfg.nacos, registry_http, clock, cfg.http_timeout)
+        findings += checks.registry_findings(registry, deadline)
+        findings += checks.app_findings(
+            cfg, app_http, deadline, wiring.check_signals(cfg, app_http), find_pids
+        )
+    finally:
+        registry_http.close()
+        app_http.close()
+    findings += checks.grace_findings(
+        checks.grace_needs(cfg, registry.name),
+        budget=cfg.budget,
+        max_wait=cfg.max_wait,
+        grace=cfg.grace,
+    )
+    _print_findings(findings, as_json)
+    sys.exit(checks.exit_code(findings))
+
+
+def _print_findings(findings: list[Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"findings": [f.__dict__ for f in findings]}))
+        return
+    for finding in findings:
+        click.echo(finding.line())
+    counts = {level: sum(f.level == level for f in findings) for level in ("ok", "warn", "fail")}
+    click.echo(f"check: {counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail")
+
+
+@cli.command(name="install")
+@click.argument("dest", type=click.Path(path_type=Path))
+def install_cmd(dest: Path) -> None:
+    """Copy this standalone binary into DEST (an emptyDir shared with the app container)."""
+    from agent.install import install
+
+    installed = install(dest)
+    click.echo(json.dumps({"event": "installed", "path": str(installed)}))
+    sys.exit(EXIT_OK)
+
+
+def _register_lab() -> None:
+    try:
+        from agent.lab.cli import lab
+    except ImportError:  # the standalone binary leaves the lab out
+        return
     cli.add_command(lab)
 
 

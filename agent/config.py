@@ -98,6 +98,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("warmup_curve"),
     Option("term_linger"),
     Option("dry_run"),
+    Option("grace"),
+    Option("consumer_staleness"),
     Option("log_to_pid1"),
     Option("log_format"),
 )
@@ -178,6 +180,8 @@ class Config:
     requests_metric: str = "http_server_requests_seconds_count"
     in_flight_metric: str = "http_server_requests_active_seconds_active_count"
     consumer_port: int | None = None  # 0: the port the registry reports; None: off
+    grace: float | None = None  # the pod's terminationGracePeriodSeconds, for `prestop check`
+    consumer_staleness: float | None = None  # None: the registry's typical worst case
     dry_run: bool = False
     log_to_pid1: bool = True
     log_format: LogFormat = "auto"
@@ -482,6 +486,10 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
         ),
         consumer_port=_consumer_port(r("consumer_port")),
         dry_run=_bool("dry_run", r("dry_run"), False),
+        grace=None if r("grace") is None else _number("grace", r("grace"), 30.0),
+        consumer_staleness=None
+        if r("consumer_staleness") is None
+        else _number("consumer_staleness", r("consumer_staleness"), 35.5),
         log_to_pid1=_bool("log_to_pid1", r("log_to_pid1"), True),
         log_format=log_format,
         sources=sources,

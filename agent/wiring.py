@@ -75,6 +75,31 @@ def build_signal(config: Config, http: httpx.Client) -> TrafficSignal:
     return signals[0] if len(signals) == 1 else CombinedSignal(signals)
 
 
+def check_signals(config: Config, http: httpx.Client) -> list[TrafficSignal]:
+    """Each signal the drain may use, separately, so ``prestop check`` can say which answer."""
+    names = set(config.signals)
+    if "auto" in names:
+        names |= {"prometheus", "actuator", "kernel"}
+    out: list[TrafficSignal] = []
+    if "prometheus" in names:
+        out.append(
+            PrometheusSignal(
+                config.metrics_url,
+                http,
+                http_timeout=config.http_timeout,
+                requests_metric=config.requests_metric,
+                active_metric=config.in_flight_metric,
+            )
+        )
+    if "actuator" in names:
+        out.append(
+            ActuatorMetricsSignal(config.actuator_url, http, http_timeout=config.http_timeout)
+        )
+    if "kernel" in names:
+        out.append(KernelSocketSignal(config.nacos.port))
+    return out
+
+
 def build(config: Config, clock: Clock | None = None) -> tuple[Deps, Plan, list[httpx.Client]]:
     """Everything ``run_drain`` needs; the caller closes the returned clients."""
     clock = clock or SystemClock()

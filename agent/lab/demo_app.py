@@ -51,6 +51,8 @@ class AppConfig:
     ignore_shutdown: bool = False
     ignore_sigterm: bool = False
     seed: int | None = None
+    # management.endpoints.web.exposure.include; an endpoint left out answers 404.
+    expose: str = "health,prometheus,metrics,shutdown"
 
 
 @dataclass
@@ -209,6 +211,19 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(ms / 1000.0)
             self._respond(200, json.dumps({"instance": app.instance, "ms": ms}))
             return 200
+        if uri.startswith("/actuator"):
+            exposed = {e.strip() for e in app.config.expose.split(",")}
+            endpoint = uri.split("/")[2] if uri.count("/") >= 2 else ""
+            if method == "GET" and uri in ("/actuator", "/actuator/"):
+                # Spring Boot's discovery page links every exposed endpoint.
+                base = f"http://127.0.0.1:{app.config.port}/actuator"
+                links = {"self": {"href": base, "templated": False}}
+                links |= {e: {"href": f"{base}/{e}", "templated": False} for e in sorted(exposed)}
+                self._respond(200, json.dumps({"_links": links}))
+                return 200
+            if endpoint not in exposed:
+                self._respond(404, '{"status":404,"error":"Not Found"}')
+                return 404
         if method == "GET" and uri in ("/actuator/health", "/actuator/health/readiness"):
             if app.stopping.is_set():
                 self._respond(503, '{"status":"OUT_OF_SERVICE"}')
@@ -365,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ignore-shutdown", action="store_true")
     p.add_argument("--ignore-sigterm", action="store_true")
     p.add_argument("--seed", type=int)
+    p.add_argument("--expose", default=AppConfig.expose, help="exposed actuator endpoints")
     args = p.parse_args(argv)
     app = DemoApp(AppConfig(**vars(args)))
 

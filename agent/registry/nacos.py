@@ -124,13 +124,13 @@ class NacosHttp:
         params: dict[str, Any] | None = None,
     ) -> httpx.Response:
         """An authenticated request; logs in again once when the token is refused."""
-        self._ensure_token(deadline)
+        self.ensure_token(deadline)
         response = self._send(method, path, deadline, params=params, headers=self._auth_headers())
         if response.status_code == 403 and self._has_credentials():
             # Expired or invalid token (e.g. the server's secret rotated): one fresh login.
             log.info("registry_relogin", reason=_snippet(response))
             self._token = None
-            self._ensure_token(deadline)
+            self.ensure_token(deadline)
             response = self._send(
                 method, path, deadline, params=params, headers=self._auth_headers()
             )
@@ -155,7 +155,7 @@ class NacosHttp:
         # (N 2.5.1:auth/.../context/HttpIdentityContextBuilder.java, 1.4.8 NacosAuthManager).
         return {"Authorization": f"Bearer {self._token}", "accessToken": self._token}
 
-    def _ensure_token(self, deadline: Deadline) -> None:
+    def ensure_token(self, deadline: Deadline) -> None:
         if not self._has_credentials():
             return
         if self._token is not None and self._clock.now() < self._token_expires:
@@ -261,6 +261,17 @@ class NacosRegistry:
         return str(host.get("ip")) == self._s.ip and _int(host.get("port")) == self._s.port
 
     # --- reads ---
+
+    def connect(self, deadline: Deadline) -> str:
+        """Reach the server and log in (when credentials are set); say what answered."""
+        server = self._http.detect(deadline)
+        self._http.ensure_token(deadline)
+        login = f", logged in as {self._s.username!r}" if self._s.username else ", no login"
+        return f"Nacos {server.version} (API {server.major}.x){login}"
+
+    def describe_instance(self) -> str:
+        s = self._s
+        return f"{s.instance} in {s.group}@@{s.service} (namespace {s.namespace})"
 
     def get_instance(self, deadline: Deadline) -> InstanceState | None:
         """The admin view of our instance, or None when it is not registered."""

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build the standalone binary: a stripped PyInstaller one-folder bundle, OUT/prestop/prestop.
+#
+#   container/build-binary.sh [OUT]        (default OUT: dist/)
+#
+# One-folder, not one-file: it starts faster (nothing to unpack) and needs no writable /tmp,
+# so it works with readOnlyRootFilesystem (shared/docs/packaging-notes.md §1.1, §1.4).
+# The bundle carries libpython but not glibc: it runs on glibc as new as the build machine's,
+# which is why the image build does this inside an old-glibc builder (Dockerfile.agent).
+# The lab is left out: it starts Python subprocesses, which a frozen binary cannot. So is
+# httpx's own command line, which would pull in pygments (1.8 MB).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-python3}
+out=${1:-$root/dist}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$python" -m PyInstaller --onedir --strip --noconfirm --clean --log-level WARN \
+    --name prestop --distpath "$out" --workpath "$work/build" --specpath "$work" \
+    --paths "$root" --exclude-module agent.lab \
+    --exclude-module tkinter --exclude-module pydoc \
+    --exclude-module httpx._main --exclude-module pygments --exclude-module rich \
+    "$root/container/entry.py"
+"$out/prestop/prestop" --version
