@@ -38,10 +38,30 @@ def registry_options(fn: F) -> F:
             "Falls back to NACOS_SERVER_ADDR / SPRING_CLOUD_NACOS_DISCOVERY_SERVER_ADDR.",
         ),
         _opt("context_path", "Context path when the address has none (default /nacos)."),
+        _opt(
+            "registry",
+            "nacos or eureka (default: whichever is configured).",
+            type=click.Choice(["nacos", "eureka"]),
+        ),
+        _opt(
+            "eureka_url",
+            "Eureka service URL(s), comma-separated, e.g. http://eureka:8761/eureka/; "
+            "user:password@ becomes a Basic header. Falls back to "
+            "EUREKA_CLIENT_SERVICEURL_DEFAULTZONE.",
+        ),
+        _opt(
+            "instance_id",
+            "Eureka instance id (falls back to EUREKA_INSTANCE_INSTANCE_ID; default: found by "
+            "IP and port).",
+        ),
         _opt("namespace", "Namespace id (default public)."),
         _opt("group", "Group (default DEFAULT_GROUP)."),
         _opt("cluster", "Cluster (default DEFAULT)."),
-        _opt("service", "Service name (falls back to SPRING_APPLICATION_NAME)."),
+        _opt(
+            "service",
+            "Service (Nacos) or app (Eureka) name; falls back to EUREKA_INSTANCE_APPNAME, "
+            "SPRING_APPLICATION_NAME.",
+        ),
         _opt("ip", "The instance's IP (falls back to POD_IP, then podip)."),
         _opt("port", "The instance's port (falls back to SERVER_PORT, then 8080)."),
         _opt("username", "Nacos username (falls back to NACOS_USERNAME)."),
@@ -142,14 +162,13 @@ def drain(**flags: Any) -> None:
     from agent.sequence import run_drain
 
     cfg = _load(flags)
-    log = get_logger(command="drain", instance=cfg.nacos.instance, service=cfg.nacos.service)
+    log = get_logger(command="drain", instance=cfg.instance, service=cfg.service)
     log.info("config_loaded", **cfg.redacted())
     if cfg.dry_run:
         log.info(
             "dry_run_plan",
             steps=[
-                f"take {cfg.nacos.instance} out of {cfg.nacos.group}@@{cfg.nacos.service} "
-                f"on {', '.join(str(s) for s in cfg.nacos.servers)} (enabled=false)",
+                _take_out_plan(cfg),
                 "confirm consumers' instance list no longer has it",
                 f"drain: sample {cfg.metrics_url} until quiet for "
                 + (
@@ -174,6 +193,28 @@ def drain(**flags: Any) -> None:
             client.close()
     log.info("prestop_summary", **outcome.summary())
     sys.exit(outcome.exit_code)
+
+
+def _nacos_only(cfg: Any, command: str) -> None:
+    if cfg.registry != "nacos":
+        _fail_config(
+            ConfigError(
+                f"--registry {cfg.registry}: `prestop {command}` supports Nacos only so far; "
+                "use `prestop drain` as an exec preStop hook"
+            )
+        )
+
+
+def _take_out_plan(cfg: Any) -> str:
+    servers = ", ".join(str(s) for s in cfg.target.servers)  # str() never shows credentials
+    if cfg.registry == "eureka":
+        return (
+            f"set {cfg.instance} of app {cfg.service} OUT_OF_SERVICE on {servers}; "
+            "cancel the lease there once the app has stopped"
+        )
+    return (
+        f"take {cfg.instance} out of {cfg.nacos.group}@@{cfg.service} on {servers} (enabled=false)"
+    )
 
 
 def sidecar_options(fn: F) -> F:
@@ -209,11 +250,12 @@ def serve(**flags: Any) -> None:
     from agent.sidecar import serve as serve_forever
 
     cfg = _load(flags)
+    _nacos_only(cfg, "serve")
     try:
         side = config.load_sidecar(flags, os.environ, cfg)
     except ConfigError as exc:
         _fail_config(exc)
-    log = get_logger(command="serve", instance=cfg.nacos.instance, service=cfg.nacos.service)
+    log = get_logger(command="serve", instance=cfg.instance, service=cfg.service)
     log.info("config_loaded", **cfg.redacted(), listen=f"{side.host}:{side.port}")
     sidecar = wiring.build_sidecar(cfg, side)
     terminated = threading.Event()
@@ -232,6 +274,7 @@ def ready(**flags: Any) -> None:
     from agent import config, wiring
 
     cfg = _load(flags)
+    _nacos_only(cfg, "ready")
     try:
         side = config.load_sidecar(flags, os.environ, cfg, require_token=False)
     except ConfigError as exc:
@@ -251,8 +294,8 @@ def _registry_command(flags: dict[str, Any], command: str) -> tuple[Any, Any, An
     cfg = _load(flags)
     clock = SystemClock()
     http = wiring.http_client()
-    registry = wiring.build_registry(cfg.nacos, http, clock, cfg.http_timeout)
-    log = get_logger(command=command, instance=cfg.nacos.instance, service=cfg.nacos.service)
+    registry = wiring.registry_for(cfg, http, clock)
+    log = get_logger(command=command, instance=cfg.instance, service=cfg.service)
     return registry, Deadline.after(clock, cfg.budget), log, http
 
 
@@ -345,12 +388,12 @@ def check(as_json: bool, **flags: Any) -> None:
         _print_findings(findings, as_json)
         sys.exit(EXIT_CONFIG)
     logs.configure(log_format=cfg.log_format, to_pid1=False)
-    findings = [checks.Finding("config", "ok", f"valid; instance {cfg.nacos.instance}")]
+    findings = [checks.Finding("config", "ok", f"valid; {cfg.registry} instance {cfg.instance}")]
     clock = SystemClock()
     deadline = Deadline.after(clock, cfg.budget)
     registry_http, app_http = wiring.http_client(), wiring.http_client()
     try:
-        registry = wiring.build_registry(cfg.nacos, registry_http, clock, cfg.http_timeout)
+        registry = wiring.registry_for(cfg, registry_http, clock)
         findings += checks.registry_findings(registry, deadline)
         findings += checks.app_findings(
             cfg, app_http, deadline, wiring.check_signals(cfg, app_http), find_pids

@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from agent.exceptions import ConfigError
 
 ShutdownMode = Literal["actuator", "signal", "none"]
+RegistryKind = Literal["nacos", "eureka"]
 LogFormat = Literal["auto", "json", "console"]
 
 DEFAULT_NACOS_PORT = 8848
@@ -58,10 +59,18 @@ OPTIONS: tuple[Option, ...] = (
         ),
     ),
     Option("context_path", ("NACOS_CONTEXT_PATH",)),
+    Option("registry"),
+    # eureka.client.service-url.defaultZone, in both relaxed-binding spellings.
+    Option(
+        "eureka_url",
+        ("EUREKA_CLIENT_SERVICEURL_DEFAULTZONE", "EUREKA_CLIENT_SERVICE_URL_DEFAULTZONE"),
+        secret=True,  # may carry user:password@
+    ),
+    Option("instance_id", ("EUREKA_INSTANCE_INSTANCE_ID", "EUREKA_INSTANCE_INSTANCEID")),
     Option("namespace", (_D + "NAMESPACE", "NACOS_NAMESPACE")),
     Option("group", (_D + "GROUP", "NACOS_GROUP")),
     Option("cluster", (_D + "CLUSTER_NAME", _D + "CLUSTERNAME", _D + "CLUSTER")),
-    Option("service", (_D + "SERVICE", "SPRING_APPLICATION_NAME")),
+    Option("service", (_D + "SERVICE", "EUREKA_INSTANCE_APPNAME", "SPRING_APPLICATION_NAME")),
     Option("ip", (_D + "IP", "POD_IP", "podip")),
     Option("port", (_D + "PORT", "SERVER_PORT")),
     Option("username", ("NACOS_USERNAME", _D + "USERNAME", "SPRING_CLOUD_NACOS_USERNAME")),
@@ -142,6 +151,37 @@ class ServerAddress:
 
 
 @dataclass(frozen=True)
+class EurekaServer:
+    """One Eureka server: the service URL (``.../eureka/``) without userinfo, plus credentials."""
+
+    base_url: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return self.base_url
+
+
+@dataclass(frozen=True)
+class EurekaSettings:
+    servers: tuple[EurekaServer, ...]
+    app: str  # upper-cased, as Eureka stores it
+    ip: str
+    port: int
+    instance_id: str | None = None  # None: found by ip and port
+    app_name: str = ""  # original case, for Spring's default id hostname:name:port
+    hostname: str | None = None
+
+    @property
+    def service(self) -> str:
+        return self.app
+
+    @property
+    def instance(self) -> str:
+        return self.instance_id or f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True)
 class NacosSettings:
     servers: tuple[ServerAddress, ...]
     namespace: str
@@ -160,7 +200,7 @@ class NacosSettings:
 
 @dataclass(frozen=True)
 class Config:
-    nacos: NacosSettings
+    nacos: NacosSettings | None
     actuator_url: str
     metrics_url: str
     shutdown: ShutdownMode = "actuator"
@@ -186,19 +226,46 @@ class Config:
     log_to_pid1: bool = True
     log_format: LogFormat = "auto"
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    eureka: EurekaSettings | None = None
+    registry: RegistryKind = "nacos"
+
+    @property
+    def target(self) -> NacosSettings | EurekaSettings:
+        """The registry settings in use (exactly one of nacos and eureka is set)."""
+        settings = self.eureka if self.registry == "eureka" else self.nacos
+        assert settings is not None
+        return settings
+
+    @property
+    def ip(self) -> str:
+        return self.target.ip
+
+    @property
+    def port(self) -> int:
+        return self.target.port
+
+    @property
+    def instance(self) -> str:
+        return self.target.instance
+
+    @property
+    def service(self) -> str:
+        return self.target.service
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration for the start-up log line, secrets masked."""
-        out: dict[str, Any] = {}
-        for f in fields(NacosSettings):
-            value = getattr(self.nacos, f.name)
+        out: dict[str, Any] = {"registry": self.registry}
+        target = self.target
+        for f in fields(target):
+            value = getattr(target, f.name)
             if f.name == "password":
                 value = "<provided-not-displayed>" if value else None
             elif f.name == "servers":
+                # str() of a server never includes credentials.
                 value = [str(s) for s in value]
             out[f.name] = value
         for f in fields(Config):
-            if f.name in ("nacos", "sources"):
+            if f.name in ("nacos", "eureka", "sources", "registry"):
                 continue
             out[f.name] = getattr(self, f.name)
         return out
@@ -359,7 +426,7 @@ def load_nacos(flags: Mapping[str, object | None], environ: Mapping[str, str]) -
     if addr is None:
         raise ConfigError(
             "--nacos-addr: not set; set --nacos-addr, PRESTOP_NACOS_ADDR or NACOS_SERVER_ADDR "
-            "(host:port[,host:port])"
+            "(host:port[,host:port]), or for Eureka --eureka-url"
         )
     ctx_r = r("context_path")
     context_path = "/" + ctx_r.value.strip("/") if ctx_r else DEFAULT_CONTEXT_PATH
@@ -380,23 +447,7 @@ def load_nacos(flags: Mapping[str, object | None], environ: Mapping[str, str]) -
     group_r = r("group")
     group = group_r.value if group_r else (group_from_name or "DEFAULT_GROUP")
 
-    ip_r = r("ip")
-    if ip_r is None:
-        detected = _detect_ip()
-        if detected is None:
-            raise ConfigError(
-                "--ip: not set and not detectable; set --ip or PRESTOP_IP, or pass POD_IP "
-                "through the downward API (fieldRef: status.podIP)"
-            )
-        ip = detected
-    else:
-        ip = ip_r.value
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise _fail("ip", ip_r, "is not an IP address", "give the pod IP, e.g. 10.1.2.3") from (
-                None
-            )
+    ip = _ip(r("ip"))
 
     namespace_r = r("namespace")
     cluster_r = r("cluster")
@@ -421,19 +472,130 @@ def load_nacos(flags: Mapping[str, object | None], environ: Mapping[str, str]) -
     )
 
 
+def _registry_kind(r: Callable[[str], Resolved | None]) -> RegistryKind:
+    """--registry, else whichever registry is configured."""
+    kind = r("registry")
+    if kind is not None:
+        if kind.value not in ("nacos", "eureka"):
+            raise _fail("registry", kind, "unknown registry", "use nacos or eureka")
+        return kind.value  # type: ignore[return-value]
+    has_nacos, has_eureka = r("nacos_addr") is not None, r("eureka_url") is not None
+    if has_nacos and has_eureka:
+        raise ConfigError(
+            "--registry: both Nacos and Eureka are configured; set --registry nacos or eureka"
+        )
+    return "eureka" if has_eureka else "nacos"
+
+
+def parse_eureka_urls(raw: Resolved) -> tuple[EurekaServer, ...]:
+    """Comma-separated service URLs; ``user:password@`` moves out of the URL (never logged)."""
+    hidden = Resolved("<hidden>", raw.source)  # the value may carry a password
+    servers: list[EurekaServer] = []
+    for item in raw.value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _fail(
+                "eureka_url",
+                hidden,
+                "an entry is not an http(s) URL",
+                "give e.g. http://eureka:8761/eureka/",
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise _fail(
+                "eureka_url", hidden, "an entry has an invalid port", "give a port from 1 to 65535"
+            ) from None
+        if not parts.path.strip("/"):
+            raise _fail(
+                "eureka_url",
+                hidden,
+                f"{parts.hostname} has no path",
+                "give the whole service URL, e.g. http://eureka:8761/eureka/",
+            )
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        netloc = host if port is None else f"{host}:{port}"
+        base = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}/"
+        user = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        servers.append(EurekaServer(base, user, password))
+    if not servers:
+        raise _fail("eureka_url", hidden, "is empty", "give e.g. http://eureka:8761/eureka/")
+    return tuple(servers)
+
+
+def load_eureka(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> EurekaSettings:
+    """The Eureka part of the configuration."""
+
+    def r(name: str) -> Resolved | None:
+        return resolve(name, flags, environ)
+
+    url = r("eureka_url")
+    if url is None:
+        raise ConfigError(
+            "--eureka-url: not set; set --eureka-url, PRESTOP_EUREKA_URL or "
+            "EUREKA_CLIENT_SERVICEURL_DEFAULTZONE (http://host:8761/eureka/[,...])"
+        )
+    servers = parse_eureka_urls(url)
+    service_r = r("service")
+    if service_r is None:
+        raise ConfigError(
+            "--service: not set; set --service, EUREKA_INSTANCE_APPNAME or SPRING_APPLICATION_NAME"
+        )
+    name = service_r.value
+    if not name or any(c.isspace() or c == "/" for c in name):
+        raise _fail("service", service_r, "is not a valid app name", _env_hint("service"))
+    id_r = r("instance_id")
+    if id_r is not None and ("/" in id_r.value or not id_r.value.strip()):
+        raise _fail("instance_id", id_r, "is not a valid instance id", "give e.g. host:orders:8080")
+    return EurekaSettings(
+        servers=servers,
+        # Eureka upper-cases app names (NE v2.0.6 CORE/resources/ApplicationResource.java).
+        app=name.upper(),
+        ip=_ip(r("ip")),
+        port=_port("port", r("port"), 8080),
+        instance_id=id_r.value if id_r else None,
+        app_name=name,
+        hostname=environ.get("HOSTNAME") or None,
+    )
+
+
+def _ip(ip_r: Resolved | None) -> str:
+    if ip_r is None:
+        detected = _detect_ip()
+        if detected is None:
+            raise ConfigError(
+                "--ip: not set and not detectable; set --ip or PRESTOP_IP, or pass POD_IP "
+                "through the downward API (fieldRef: status.podIP)"
+            )
+        return detected
+    try:
+        ipaddress.ip_address(ip_r.value)
+    except ValueError:
+        raise _fail("ip", ip_r, "is not an IP address", "give the pod IP, e.g. 10.1.2.3") from None
+    return ip_r.value
+
+
 def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Config:
     """Resolve, parse and validate the whole configuration."""
 
     def r(name: str) -> Resolved | None:
         return resolve(name, flags, environ)
 
-    nacos = load_nacos(flags, environ)
+    registry = _registry_kind(r)
+    nacos = load_nacos(flags, environ) if registry == "nacos" else None
+    eureka = load_eureka(flags, environ) if registry == "eureka" else None
+    target: NacosSettings | EurekaSettings | None = nacos or eureka
+    assert target is not None
 
     actuator_r = r("actuator_url")
     if actuator_r is not None:
         actuator_url = _url("actuator_url", actuator_r)
     else:
-        mgmt = resolve_env_port("MANAGEMENT_SERVER_PORT", environ) or nacos.port
+        mgmt = resolve_env_port("MANAGEMENT_SERVER_PORT", environ) or target.port
         base_path = environ.get("MANAGEMENT_ENDPOINTS_WEB_BASE_PATH", "/actuator").strip() or "/"
         base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
         actuator_url = f"http://127.0.0.1:{mgmt}{base_path}"
@@ -452,7 +614,12 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
     signal_target = target_r.value if target_r else "1"
 
     budget = _number("budget", r("budget"), 25.0, allow_zero=False)
-    min_wait, max_wait = _ordered_pair("min_wait", 2.0, "max_wait", 60.0, r)
+    # Eureka consumers lag by up to ~95 s (server cache tick + fetch + load-balancer cache), and
+    # the server's apps/delta shows a change only at its next 30 s cache tick.
+    eureka_defaults = registry == "eureka"
+    min_wait, max_wait = _ordered_pair(
+        "min_wait", 2.0, "max_wait", 95.0 if eureka_defaults else 60.0, r
+    )
     quiet_floor, quiet_cap = _ordered_pair("quiet_floor", 0.3, "quiet_cap", 30.0, r)
     log_format_r = r("log_format")
     log_format: LogFormat = "auto"
@@ -464,6 +631,8 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
     sources = {o.name: res.source for o in OPTIONS if (res := r(o.name)) is not None}
     return Config(
         nacos=nacos,
+        eureka=eureka,
+        registry=registry,
         actuator_url=actuator_url,
         metrics_url=metrics_url,
         shutdown=shutdown,
@@ -478,7 +647,9 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
         poll_interval=_number("poll_interval", r("poll_interval"), 0.25, minimum=0.01),
         shutdown_timeout=_number("shutdown_timeout", r("shutdown_timeout"), 5.0),
         http_timeout=_number("http_timeout", r("http_timeout"), 3.0, allow_zero=False),
-        confirm_timeout=_number("confirm_timeout", r("confirm_timeout"), 10.0),
+        confirm_timeout=_number(
+            "confirm_timeout", r("confirm_timeout"), 35.0 if eureka_defaults else 10.0
+        ),
         signals=_signals(r("signals")),
         requests_metric=_metric("requests_metric", r("requests_metric"), Config.requests_metric),
         in_flight_metric=_metric(

@@ -28,6 +28,7 @@ log = get_logger()
 
 EXIT_MARGIN = 0.5  # seconds kept for logging the summary and exiting
 CONFIRM_INTERVAL = 0.2
+CLEANUP_RESERVE = 1.0  # seconds kept after the app stopped for the registry's clean-up
 
 
 @dataclass
@@ -134,7 +135,12 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
             p.detail["consumers"] = deps.consumers.summary()
 
     with _phase(outcome, "shutdown", clock) as p:
-        _shut_down(deps, deadline, p, clock)
+        reserve = CLEANUP_RESERVE if getattr(deps.registry, "cleans_up_after_stop", False) else 0
+        stopped = _shut_down(deps, deadline.minus(reserve), p, clock)
+
+    if getattr(deps.registry, "cleans_up_after_stop", False):
+        with _phase(outcome, "deregister", clock) as p:
+            _after_stop(deps.registry if taken_out else None, stopped, deadline, p)
 
     outcome.duration = clock.now() - started
     return outcome
@@ -196,27 +202,53 @@ def _confirm_invisible(registry: Registry, deadline: Deadline, clock: Clock, p: 
         clock.sleep(CONFIRM_INTERVAL)
 
 
-def _shut_down(deps: Deps, deadline: Deadline, p: Phase, clock: Clock) -> None:
+def _shut_down(deps: Deps, deadline: Deadline, p: Phase, clock: Clock) -> bool:
+    """Trigger the app's shutdown; True once its port is closed."""
     try:
         triggered = deps.action.trigger(deadline)
     except ShutdownError as exc:
         p.outcome, p.detail["error"] = "failed", str(exc)
         log.error("app_shutdown_failed", error=str(exc))
-        return
+        return False
     p.detail.update(how=triggered.how, detail=triggered.detail)
     log.info("app_shutdown_triggered", how=triggered.how, detail=triggered.detail)
     if triggered.how == "none":
         p.outcome = "skipped"
-        return
+        return False
     stopped_after = wait_until_stopped(deps.app_host, deps.app_port, deadline, clock)
     p.detail["app_stopped"] = stopped_after is not None
     if stopped_after is None:
         p.outcome = "degraded"
         p.detail["error"] = f"app still accepts connections on port {deps.app_port}"
         log.error("app_not_stopped", port=deps.app_port)
-    else:
-        p.detail["stopped_after_s"] = round(stopped_after, 3)
-        log.info("app_stopped", stopped_after_s=round(stopped_after, 3))
+        return False
+    p.detail["stopped_after_s"] = round(stopped_after, 3)
+    log.info("app_stopped", stopped_after_s=round(stopped_after, 3))
+    return True
+
+
+def _after_stop(registry: Registry | None, stopped: bool, deadline: Deadline, p: Phase) -> None:
+    """The registry's clean-up (Eureka: cancel the lease), only once the app is really gone.
+
+    Cancelling while the app runs would be undone by its next heartbeat, which re-registers it
+    UP with the override erased: the instance would come back into rotation.
+    """
+    if registry is None or not stopped:
+        p.outcome = "skipped"
+        p.detail["reason"] = "not taken out" if registry is None else "app not confirmed stopped"
+        return
+    try:
+        result = registry.after_stop(deadline)
+    except AgentError as exc:
+        p.outcome, p.detail["error"] = "degraded", str(exc)
+        log.error("deregister_failed", error=str(exc))
+        return
+    if result is None:
+        p.outcome = "skipped"
+        p.detail["reason"] = "nothing to do for this registry"
+        return
+    p.detail["result"] = result
+    log.info("deregistered", result=result)
 
 
 @contextmanager

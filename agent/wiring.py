@@ -16,6 +16,7 @@ from agent.drain.signals import (
     TrafficSignal,
 )
 from agent.drain.sockdiag import CombinedSignal, KernelSocketSignal
+from agent.registry.eureka import EurekaRegistry
 from agent.registry.nacos import NacosHttp, NacosRegistry
 from agent.sequence import Deps, Plan, run_drain
 from agent.shutdown import ActuatorShutdown, NoShutdown, ShutdownAction, SignalShutdown
@@ -40,6 +41,16 @@ def build_registry(
     settings: NacosSettings, http: httpx.Client, clock: Clock, http_timeout: float
 ) -> NacosRegistry:
     return NacosRegistry(settings, NacosHttp(settings, http, clock, http_timeout=http_timeout))
+
+
+def registry_for(
+    config: Config, http: httpx.Client, clock: Clock
+) -> NacosRegistry | EurekaRegistry:
+    """The configured registry's adapter."""
+    if config.eureka is not None:
+        return EurekaRegistry(config.eureka, http, clock, http_timeout=config.http_timeout)
+    assert config.nacos is not None
+    return build_registry(config.nacos, http, clock, config.http_timeout)
 
 
 def build_action(config: Config, http: httpx.Client) -> ShutdownAction:
@@ -71,7 +82,7 @@ def build_signal(config: Config, http: httpx.Client) -> TrafficSignal:
     if names & {"auto", "kernel"}:
         # Built lazily: pyroute2 is imported (about 20 MB) only when the drain first reads it,
         # so an idle sidecar stays small; where netlink is unreadable, auto just goes without.
-        signals.append(KernelSocketSignal(config.nacos.port))
+        signals.append(KernelSocketSignal(config.port))
     return signals[0] if len(signals) == 1 else CombinedSignal(signals)
 
 
@@ -96,7 +107,7 @@ def check_signals(config: Config, http: httpx.Client) -> list[TrafficSignal]:
             ActuatorMetricsSignal(config.actuator_url, http, http_timeout=config.http_timeout)
         )
     if "kernel" in names:
-        out.append(KernelSocketSignal(config.nacos.port))
+        out.append(KernelSocketSignal(config.port))
     return out
 
 
@@ -108,23 +119,23 @@ def build(config: Config, clock: Clock | None = None) -> tuple[Deps, Plan, list[
         "http://"
     )
     registry_http, app_http = http_client(), http_client(tls=app_tls)
-    registry = build_registry(config.nacos, registry_http, clock, config.http_timeout)
+    registry = registry_for(config, registry_http, clock)
     deps = Deps(
         registry=registry,
         signal=build_signal(config, app_http),
         action=build_action(config, app_http),
         clock=clock,
         app_host="127.0.0.1",
-        app_port=config.nacos.port,
+        app_port=config.port,
     )
-    if config.consumer_port is not None:
+    if config.consumer_port is not None and isinstance(registry, NacosRegistry):
         deps.consumers = ConsumerView(
             source=registry,
             http=app_http,
             clock=clock,
-            ip=config.nacos.ip,
-            port=config.nacos.port,
-            service=config.nacos.service,
+            ip=config.ip,
+            port=config.port,
+            service=config.service,
             management_port=config.consumer_port or None,
         )
     plan = Plan(

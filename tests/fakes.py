@@ -68,6 +68,12 @@ class FakeRegistry:
     def status(self, deadline: Deadline) -> dict[str, Any]:
         return {}
 
+    cleans_up_after_stop: bool = False
+
+    def after_stop(self, deadline: Deadline) -> str | None:
+        self.calls.append("after_stop")
+        return "cancelled" if self.cleans_up_after_stop else None
+
 
 @dataclass
 class FakeSignal:

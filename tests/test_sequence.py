@@ -139,3 +139,36 @@ def test_unreadable_metrics_wait_max(clock: FakeClock, listener: socket.socket) 
     assert drain.detail["reason"] == "max_wait"
     assert drain.duration == pytest.approx(8, abs=0.6)
     assert any(e["event"] == "drain_without_signal" for e in logs)
+
+
+def test_registry_clean_up_runs_only_after_the_app_stopped(
+    clock: FakeClock, listener: socket.socket
+) -> None:
+    """A registry that cleans up (Eureka's cancel) is called after the port closed, last."""
+    registry = FakeRegistry(clock, cleans_up_after_stop=True)
+    outcome = run_drain(_deps(clock, listener, registry=registry), PLAN)
+    assert [p.name for p in outcome.phases][-2:] == ["shutdown", "deregister"]
+    assert registry.calls[-1] == "after_stop"
+    assert outcome.phase("deregister").outcome == "ok"  # type: ignore[union-attr]
+    assert outcome.exit_code == 0
+
+
+def test_no_clean_up_while_the_app_still_runs(clock: FakeClock, listener: socket.socket) -> None:
+    """The app ignores the shutdown: the lease must not be cancelled (it would re-register UP)."""
+    registry = FakeRegistry(clock, cleans_up_after_stop=True)
+    action = FakeAction(on_trigger=lambda: None)  # the port stays open
+    outcome = run_drain(_deps(clock, listener, registry=registry, action=action), PLAN)
+    assert "after_stop" not in registry.calls
+    deregister = outcome.phase("deregister")
+    assert deregister is not None and deregister.outcome == "skipped"
+    assert outcome.exit_code == 3
+
+
+def test_no_clean_up_phase_for_registries_without_one(
+    clock: FakeClock, listener: socket.socket
+) -> None:
+    """Nacos needs nothing after the stop: no extra phase, no call."""
+    registry = FakeRegistry(clock)
+    outcome = run_drain(_deps(clock, listener, registry=registry), PLAN)
+    assert outcome.phase("deregister") is None
+    assert "after_stop" not in registry.calls

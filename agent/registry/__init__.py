@@ -52,6 +52,8 @@ class Registry(Protocol):
     """Take one instance out of service and back, and read what consumers see."""
 
     name: str
+    # True when after_stop() has work to do (Eureka's cancel); the sequence then adds a phase.
+    cleans_up_after_stop: bool
 
     def connect(self, deadline: Deadline) -> str:
         """Reach a server and log in; a one-line description of what answered."""
@@ -68,3 +70,7 @@ class Registry(Protocol):
     def visible_to_consumers(self, deadline: Deadline) -> bool: ...
 
     def status(self, deadline: Deadline) -> dict[str, Any]: ...
+
+    def after_stop(self, deadline: Deadline) -> str | None:
+        """Clean-up once the app has stopped (Eureka: cancel the lease); None: nothing to do."""
+        ...

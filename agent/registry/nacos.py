@@ -242,6 +242,7 @@ class NacosRegistry:
     """Takes one instance out of service and back; reads it as consumers and admins see it."""
 
     name = "nacos"
+    cleans_up_after_stop = False
 
     def __init__(self, settings: NacosSettings, http: NacosHttp) -> None:
         self._s = settings
@@ -386,6 +387,10 @@ class NacosRegistry:
             else {**admin.summary(), "metadata": admin.metadata},
             "consumer_visible": self.visible_to_consumers(deadline),
         }
+
+    def after_stop(self, deadline: Deadline) -> str | None:
+        # The app deregisters itself; an HTTP DELETE is a no-op for its gRPC-owned instance.
+        return None
 
     # --- writes ---
 

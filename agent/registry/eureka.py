@@ -1,0 +1,447 @@
+"""Eureka: take the instance ``OUT_OF_SERVICE`` on every server, confirm, cancel after stop.
+
+Follows the agent recommendations of ``shared/docs/eureka-server-behaviour.md`` §9; comments
+cite Netflix/eureka (``NE v2.0.6:<file>``) where a step depends on a server behaviour.
+
+* Every server gets the write directly: a status update that a peer misses is not repaired by
+  replicated heartbeats, so relying on replication can leave the instance UP somewhere.
+* The lease is never cancelled while the app runs (its next heartbeat would re-register it UP
+  and the cancel would have erased the override); :meth:`EurekaRegistry.after_stop` cancels
+  once the app's port is closed.
+* Always ``Accept: application/json`` (without it the server answers XML); readers accept a
+  one-element list or a bare object, both spellings of ``overriddenStatus``, and numbers as
+  strings.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from agent.config import EurekaServer, EurekaSettings
+from agent.deadline import Clock, Deadline
+from agent.exceptions import (
+    AuthError,
+    InstanceNotFound,
+    RegistryError,
+    RegistryRejected,
+    RegistryUnavailable,
+)
+from agent.logs import get_logger
+from agent.registry import InstanceState, TakeOut
+
+log = get_logger()
+
+OUT_OF_SERVICE = "OUT_OF_SERVICE"
+UP = "UP"
+
+
+def as_list(value: Any) -> list[Any]:
+    """Jackson writes arrays; XStream-era servers write a single object (§3.3)."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def port_of(value: Any) -> int | None:
+    """``{"$": 8080, "@enabled": "true"}``, or a bare number or string."""
+    if isinstance(value, dict):
+        value = value.get("$")
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def overridden(instance: dict[str, Any]) -> str | None:
+    value = instance.get("overriddenStatus", instance.get("overriddenstatus"))
+    return None if value in (None, "", "UNKNOWN") else str(value)
+
+
+def metadata_of(instance: dict[str, Any]) -> dict[str, str]:
+    raw = instance.get("metadata")
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): str(v) for k, v in raw.items() if k != "@class"}
+
+
+def instances_in(body: Any, app: str | None = None) -> list[dict[str, Any]]:
+    """Instances from an ``applications`` or ``application`` envelope (JSON)."""
+    if not isinstance(body, dict):
+        return []
+    if "applications" in body:
+        apps = as_list((body["applications"] or {}).get("application"))
+    else:
+        apps = [body.get("application")]
+    out: list[dict[str, Any]] = []
+    for entry in apps:
+        if not isinstance(entry, dict):
+            continue
+        if app is not None and str(entry.get("name", "")).upper() != app:
+            continue
+        out += [i for i in as_list(entry.get("instance")) if isinstance(i, dict)]
+    return out
+
+
+@dataclass
+class ServerResult:
+    server: str
+    ok: bool
+    detail: str
+
+
+class EurekaRegistry:
+    """One instance of one app, on every configured Eureka server."""
+
+    name = "eureka"
+    cleans_up_after_stop = True
+
+    def __init__(
+        self,
+        settings: EurekaSettings,
+        http: httpx.Client,
+        clock: Clock,
+        *,
+        http_timeout: float = 3.0,
+    ) -> None:
+        self._s = settings
+        self._http = http
+        self._clock = clock
+        self._http_timeout = http_timeout
+        self._id: str | None = None
+        self._accepted: list[EurekaServer] = []  # servers that took the instance out
+
+    # --- transport ---
+
+    def _headers(self, server: EurekaServer) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if server.username is not None:
+            raw = f"{server.username}:{server.password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        return headers
+
+    def _call(
+        self,
+        server: EurekaServer,
+        method: str,
+        path: str,
+        deadline: Deadline,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        timeout = deadline.timeout(self._http_timeout)
+        if timeout <= 0.01:
+            raise RegistryUnavailable(f"no time left for {method} {path}")
+        try:
+            response = self._http.request(
+                method,
+                server.base_url + path,
+                params=params,
+                headers=self._headers(server),
+                timeout=timeout,
+            )
+        except httpx.TransportError as exc:
+            raise RegistryUnavailable(f"{method} {server}{path}: {type(exc).__name__}") from None
+        if response.status_code == 401:
+            raise AuthError(
+                f"{method} {server}{path} -> 401: credentials refused; put user:password@ in "
+                "the service URL (EUREKA_CLIENT_SERVICEURL_DEFAULTZONE)"
+            )
+        if response.status_code == 403 and method != "GET":
+            # Spring Security's CSRF protection left on for /eureka/**: reads work, writes 403.
+            raise AuthError(
+                f"{method} {server}{path} -> 403: writes forbidden (CSRF not disabled for "
+                "/eureka/** on the server, or the user may not write)"
+            )
+        if response.status_code >= 500 and not (method == "PUT" and path.endswith("/status")):
+            raise RegistryUnavailable(f"{method} {server}{path} -> HTTP {response.status_code}")
+        return response
+
+    def _instance_path(self, instance_id: str) -> str:
+        return f"apps/{quote(self._s.app, safe='')}/{quote(instance_id, safe='')}"
+
+    def _live(
+        self, server: EurekaServer, instance_id: str, deadline: Deadline
+    ) -> dict[str, Any] | None:
+        """The live (uncached) record: ``GET apps/{APP}/{id}``; None on 404."""
+        r = self._call(server, "GET", self._instance_path(instance_id), deadline)
+        if r.status_code == 404:
+            return None
+        if r.status_code != 200:
+            raise RegistryRejected(
+                f"GET {server}{self._instance_path(instance_id)} -> {r.status_code}"
+            )
+        try:
+            body = r.json()
+        except ValueError:
+            raise RegistryRejected(
+                f"GET {server}{self._instance_path(instance_id)}: not JSON"
+            ) from None
+        instance = body.get("instance") if isinstance(body, dict) else None
+        return instance if isinstance(instance, dict) else None
+
+    # --- identity ---
+
+    def _candidates(self, server: EurekaServer, deadline: Deadline) -> list[str]:
+        s = self._s
+        if s.instance_id:
+            return [s.instance_id]
+        found: list[str] = []
+        r = self._call(server, "GET", f"apps/{quote(s.app, safe='')}", deadline)
+        if r.status_code == 200:
+            try:
+                body = r.json()
+            except ValueError:
+                body = None
+            for inst in instances_in(body):
+                if str(inst.get("ipAddr")) == s.ip and port_of(inst.get("port")) == s.port:
+                    instance_id = inst.get("instanceId") or inst.get("hostName")
+                    if instance_id:
+                        found.append(str(instance_id))
+        if s.hostname:
+            # apps/{APP} is cached (~30 s): a young pod may be missing there. Spring Cloud's
+            # default id is hostname:spring.application.name:port (IdUtils).
+            found.append(f"{s.hostname}:{s.app_name}:{s.port}")
+        return list(dict.fromkeys(found))
+
+    def resolve_id(self, deadline: Deadline) -> str:
+        """Our instance id, confirmed with a live GET on some server; never guessed."""
+        if self._id is not None:
+            return self._id
+        errors: list[RegistryError] = []
+        for server in self._s.servers:
+            try:
+                for candidate in self._candidates(server, deadline):
+                    instance = self._live(server, candidate, deadline)
+                    if instance is not None and self._is_us(instance, candidate):
+                        self._id = candidate
+                        log.info("eureka_instance_found", instance_id=candidate, server=str(server))
+                        return candidate
+            except RegistryError as exc:
+                errors.append(exc)
+        if errors and len(errors) == len(self._s.servers):
+            raise errors[0]
+        raise InstanceNotFound(
+            f"{self.describe_instance()} is not registered on any Eureka server; nothing was "
+            "written (set --instance-id / EUREKA_INSTANCE_INSTANCE_ID if the id is custom)"
+        )
+
+    def _is_us(self, instance: dict[str, Any], candidate: str) -> bool:
+        if self._s.instance_id:
+            return True  # configured explicitly: the id is the identity
+        return str(instance.get("ipAddr")) == self._s.ip and port_of(instance.get("port")) == (
+            self._s.port
+        )
+
+    # --- Registry protocol ---
+
+    def describe_instance(self) -> str:
+        return f"{self._s.instance} of app {self._s.app}"
+
+    def connect(self, deadline: Deadline) -> str:
+        results: list[str] = []
+        errors: list[RegistryError] = []
+        for server in self._s.servers:
+            try:
+                r = self._call(server, "GET", f"apps/{quote(self._s.app, safe='')}", deadline)
+                if r.status_code in (200, 404):
+                    results.append(f"{server} ok")
+                else:
+                    results.append(f"{server} HTTP {r.status_code}")
+            except RegistryError as exc:
+                errors.append(exc)
+                results.append(f"{server} {type(exc).__name__}")
+        if len(errors) == len(self._s.servers):
+            raise errors[0]
+        return f"Eureka: {'; '.join(results)}"
+
+    def get_instance(self, deadline: Deadline) -> InstanceState | None:
+        try:
+            instance_id = self.resolve_id(deadline)
+        except InstanceNotFound:
+            return None
+        for server in self._s.servers:
+            try:
+                instance = self._live(server, instance_id, deadline)
+            except RegistryError:
+                continue
+            if instance is not None:
+                return self._state(instance)
+        return None
+
+    def _state(self, instance: dict[str, Any]) -> InstanceState:
+        status = str(instance.get("status", ""))
+        return InstanceState(
+            ip=str(instance.get("ipAddr", self._s.ip)),
+            port=port_of(instance.get("port")) or self._s.port,
+            cluster="",
+            weight=1.0,
+            metadata=metadata_of(instance),
+            enabled=status == UP,
+            healthy=None,
+        )
+
+    def take_out(self, deadline: Deadline) -> TakeOut:
+        """``PUT .../status?value=OUT_OF_SERVICE`` on every server, verified on each."""
+        instance_id = self.resolve_id(deadline)
+        path = self._instance_path(instance_id) + "/status"
+        before: InstanceState | None = None
+        accepted: list[EurekaServer] = []
+        failures: list[str] = []
+        already = True
+        for server in self._s.servers:
+            try:
+                current = self._live(server, instance_id, deadline)
+                if current is None:
+                    # Not (yet) on this server: writing there would 404 anyway.
+                    failures.append(f"{server}: not registered there")
+                    continue
+                before = before or self._state(current)
+                already = already and str(current.get("status")) == OUT_OF_SERVICE
+                self._put_status(server, path, deadline)
+                after = self._live(server, instance_id, deadline)
+                if after is None or str(after.get("status")) != OUT_OF_SERVICE:
+                    failures.append(f"{server}: status not OUT_OF_SERVICE after the write")
+                    continue
+                if overridden(after) != OUT_OF_SERVICE:
+                    # A DOWN/STARTING registration wins over the override (rule 1): still out.
+                    log.info(
+                        "eureka_override_not_shown", server=str(server), status=after.get("status")
+                    )
+                accepted.append(server)
+            except RegistryError as exc:
+                failures.append(f"{server}: {exc}")
+                log.warning("eureka_server_failed", server=str(server), error=str(exc))
+        if not accepted:
+            raise RegistryUnavailable(
+                "no Eureka server took the instance out: " + "; ".join(failures)
+            )
+        self._accepted = accepted
+        if failures:
+            log.warning("eureka_partial_take_out", accepted=len(accepted), failures=failures)
+        assert before is not None
+        return TakeOut(
+            before=before,
+            after=None,
+            server_version="eureka",
+            method=f"PUT {path}?value={OUT_OF_SERVICE} on "
+            f"{len(accepted)}/{len(self._s.servers)} servers",
+            already_out=already,
+        )
+
+    def _put_status(self, server: EurekaServer, path: str, deadline: Deadline) -> None:
+        for attempt in (1, 2):
+            # Exact upper-case value, no lastDirtyTimestamp (§9.4).
+            r = self._call(server, "PUT", path, deadline, params={"value": OUT_OF_SERVICE})
+            if r.status_code == 200:
+                return
+            if r.status_code == 404:
+                raise InstanceNotFound(f"PUT {server}{path} -> 404: the lease is gone")
+            if r.status_code >= 500 and attempt == 1:
+                # 500 is a bad value or a race inside the server (§2 table): once more.
+                continue
+            raise RegistryRejected(f"PUT {server}{path} -> HTTP {r.status_code}")
+
+    def visible_to_consumers(self, deadline: Deadline) -> bool:
+        """True until ``apps/delta`` on every server that took us out shows us not UP.
+
+        Consumers fetch ``apps/delta`` (JSON) every 30 s through the server's read-only cache,
+        so this is when the change becomes fetchable; their own caches add to it.
+        """
+        instance_id = self.resolve_id(deadline)
+        servers = self._accepted or list(self._s.servers)
+        for server in servers:
+            r = self._call(server, "GET", "apps/delta", deadline)
+            if r.status_code != 200:
+                return True
+            try:
+                body = r.json()
+            except ValueError:
+                return True
+            mine = [
+                i
+                for i in instances_in(body, self._s.app)
+                if str(i.get("instanceId") or i.get("hostName")) == instance_id
+            ]
+            if not mine or any(str(i.get("status")) == UP for i in mine):
+                return True
+        return False
+
+    def put_back(self, deadline: Deadline) -> TakeOut:
+        """Remove our override so the instance is UP again, never leaving it UNKNOWN.
+
+        ``DELETE .../status?value=UP`` drops the override and sets UP at once; without a
+        value the status would be UNKNOWN until the next heartbeat (§4.3). When the status is
+        OUT_OF_SERVICE with no override (rule 3 keeps it), a PUT UP creates one to delete.
+        """
+        instance_id = self.resolve_id(deadline)
+        path = self._instance_path(instance_id) + "/status"
+        done: list[str] = []
+        before: InstanceState | None = None
+        for server in self._s.servers:
+            try:
+                current = self._live(server, instance_id, deadline)
+                if current is None:
+                    continue
+                before = before or self._state(current)
+                if overridden(current) is None and str(current.get("status")) == OUT_OF_SERVICE:
+                    self._call(server, "PUT", path, deadline, params={"value": UP})
+                r = self._call(server, "DELETE", path, deadline, params={"value": UP})
+                if r.status_code == 200:
+                    done.append(str(server))
+            except RegistryError as exc:
+                log.warning("eureka_server_failed", server=str(server), error=str(exc))
+        if not done or before is None:
+            raise RegistryUnavailable("no Eureka server put the instance back")
+        return TakeOut(
+            before=before,
+            after=None,
+            server_version="eureka",
+            method=f"DELETE {path}?value=UP on {len(done)}/{len(self._s.servers)} servers",
+        )
+
+    def after_stop(self, deadline: Deadline) -> str | None:
+        """Cancel the lease on every server once the app has stopped (200 and 404 both fine).
+
+        Removes a racing DOWN re-registration and the override, so a successor with the same
+        id does not start OUT_OF_SERVICE (NE v2.0.6 AbstractInstanceRegistry.internalCancel).
+        """
+        if self._id is None:
+            return None
+        path = self._instance_path(self._id)
+        results = []
+        for server in self._s.servers:
+            try:
+                r = self._call(server, "DELETE", path, deadline)
+                results.append(
+                    f"{server}: {'cancelled' if r.status_code == 200 else r.status_code}"
+                )
+            except RegistryError as exc:
+                results.append(f"{server}: {type(exc).__name__}")
+        return "; ".join(results)
+
+    def status(self, deadline: Deadline) -> dict[str, Any]:
+        out: dict[str, Any] = {"registry": self.name, "app": self._s.app, "servers": {}}
+        try:
+            instance_id = self.resolve_id(deadline)
+        except InstanceNotFound:
+            out["registered"] = False
+            return out
+        out["instance_id"] = instance_id
+        out["registered"] = True
+        for server in self._s.servers:
+            try:
+                instance = self._live(server, instance_id, deadline)
+            except RegistryError as exc:
+                out["servers"][str(server)] = {"error": str(exc)}
+                continue
+            out["servers"][str(server)] = (
+                None
+                if instance is None
+                else {"status": instance.get("status"), "overriddenStatus": overridden(instance)}
+            )
+        out["consumer_visible"] = self.visible_to_consumers(deadline)
+        return out
