@@ -108,8 +108,9 @@ def grace_findings(
             Finding(
                 "budget",
                 "fail",
-                f"--budget {budget:g} s is short of {needs.explain()}; "
-                f"use --budget {needs.suggested_budget}",
+                f"--budget {budget:g} s is short of {needs.explain()}; use --budget "
+                f"{needs.suggested_budget} and terminationGracePeriodSeconds: "
+                f"{needs.suggested_grace}",
             )
         )
     if max_wait < needs.drain:

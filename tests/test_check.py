@@ -260,3 +260,26 @@ def test_bad_config_is_one_line_and_exit_2() -> None:
     lines = [line for line in result.stdout.splitlines() if line.startswith("fail")]
     assert len(lines) == 1
     assert "--port" in lines[0]
+
+
+def test_eureka_staleness_needs_a_longer_budget() -> None:
+    """With Eureka's ~95 s staleness the default budget fails, naming budget and grace."""
+    from agent.check import grace_needs
+    from agent.config import load
+
+    cfg = load(
+        {},
+        {
+            "EUREKA_CLIENT_SERVICEURL_DEFAULTZONE": "http://eureka:8761/eureka/",
+            "SPRING_APPLICATION_NAME": "orders",
+            "POD_IP": "10.0.0.5",
+        },
+    )
+    needs = grace_needs(cfg, "eureka")
+    assert needs.staleness == 95.0
+    findings = grace_findings(needs, budget=cfg.budget, max_wait=cfg.max_wait, grace=29)
+    budget = next(f for f in findings if f.name == "budget")
+    assert budget.level == "fail"
+    assert "--budget 109" in budget.message  # 95 + 6.9 + 5 + 2 = 108.9
+    assert "terminationGracePeriodSeconds: 114" in budget.message
+    assert levels(findings)["grace"] == "fail"

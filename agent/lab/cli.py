@@ -56,6 +56,12 @@ def lab(
     default="exec",
     help="How the agent runs: an exec preStop, or a sidecar called by an httpGet preStop.",
 )
+@click.option(
+    "--registry",
+    type=click.Choice(["nacos", "eureka"]),
+    default="nacos",
+    help="Nacos emulator with push/poll consumers, or Eureka emulator with fetching consumers.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("lab-results"))
 def rollout(
     strategy: str,
@@ -66,6 +72,7 @@ def rollout(
     latency_tail: float,
     tail_ms: float,
     mode: str,
+    registry: str,
     out: Path,
 ) -> None:
     """Benchmark a rolling update: no preStop, a fixed sleep, and the agent."""
@@ -79,6 +86,8 @@ def rollout(
         write_svg,
     )
 
+    if registry == "eureka" and mode == "sidecar":
+        raise click.UsageError("--mode sidecar: the sidecar supports --registry nacos only so far")
     results = []
     strategies = STRATEGIES if strategy == "all" else (strategy,)
     for name in strategies:
@@ -91,6 +100,7 @@ def rollout(
             latency_tail=latency_tail,
             tail_ms=tail_ms,
             mode=mode,
+            registry=registry,
         )
         click.echo(f"running strategy {name} ...", err=True)
         result = run_rollout(settings)

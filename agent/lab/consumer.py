@@ -47,6 +47,9 @@ class ConsumerConfig:
     # Serve /actuator/nacosdiscovery (Spring Cloud Alibaba's view of the Nacos client's cache)
     # on a port of its own, and announce it to the registry as a subscriber.
     management: bool = False
+    # Eureka instead of Nacos: a DiscoveryClient fetching every refresh_interval.
+    registry: Literal["nacos", "eureka"] = "nacos"
+    eureka_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class Consumer:
         self._started = 0.0
         self._token: str | None = None
         self._management: ThreadingHTTPServer | None = None
+        self._fetcher: Any = None  # EurekaFetcher when registry == "eureka"
         self.management_port = 0
 
     # --- lifecycle ---
@@ -109,7 +113,13 @@ class Consumer:
         if self.config.management:
             self._start_management()
         self._started = time.monotonic()
-        self._refresh_once()
+        if self.config.registry == "eureka":
+            from agent.lab.eureka_client import EurekaFetcher
+
+            self._fetcher = EurekaFetcher(self.config.eureka_url, self.config.service)
+            self._fetch_once()
+        else:
+            self._refresh_once()
         self._threads = [
             threading.Thread(target=self._discover, daemon=True),
             threading.Thread(target=self._schedule, daemon=True),
@@ -127,6 +137,8 @@ class Consumer:
             self._management.server_close()
         self._http.close()
         self._registry_http.close()
+        if self._fetcher is not None:
+            self._fetcher.close()
 
     def __enter__(self) -> Consumer:
         self.start()
@@ -250,11 +262,27 @@ class Consumer:
                 self.discovery_errors += 1
 
     def _discover(self) -> None:
+        if self.config.registry == "eureka":
+            self._fetch_eureka()
+            return
         if self.config.discovery == "watch":
             self._watch()
             return
         while not self._stop.wait(self.config.refresh_interval):
             self._refresh_once()
+
+    def _fetch_once(self) -> None:
+        assert self._fetcher is not None
+        try:
+            self._fetcher.refresh()
+            self._set_discovered(self._fetcher.up_hosts())
+        except (httpx.HTTPError, ValueError, KeyError, AttributeError, TypeError):
+            with self._lock:
+                self.discovery_errors += 1
+
+    def _fetch_eureka(self) -> None:
+        while not self._stop.wait(self.config.refresh_interval):
+            self._fetch_once()
 
     def _watch(self) -> None:
         c = self.config

@@ -53,6 +53,8 @@ class AppConfig:
     seed: int | None = None
     # management.endpoints.web.exposure.include; an endpoint left out answers 404.
     expose: str = "health,prometheus,metrics,shutdown"
+    eureka_url: str | None = None  # register in Eureka instead of (or besides) Nacos
+    eureka_renewal: float = 30.0  # heartbeat interval (scaled down in the lab)
 
 
 @dataclass
@@ -274,6 +276,7 @@ class DemoApp:
         self._client_id: str | None = None
         self._http: httpx.Client | None = None
         self._shutdown_lock = threading.Lock()
+        self._eureka: Any = None
 
     @property
     def port(self) -> int:
@@ -305,6 +308,18 @@ class DemoApp:
             self.instance = f"{self.config.ip}:{self.port}"
         if self.config.nacos_addr:
             self._register()
+        if self.config.eureka_url:
+            from agent.lab.eureka_client import EurekaInstance
+
+            self._eureka = EurekaInstance(
+                self.config.eureka_url,
+                self.config.service,
+                self.config.ip,
+                self.config.port,
+                renewal_interval=self.config.eureka_renewal,
+                lease_duration=3 * self.config.eureka_renewal,
+            )
+            self._eureka.start()
 
     def _nacos(self, path: str) -> str:
         addr = self.config.nacos_addr or ""
@@ -354,6 +369,8 @@ class DemoApp:
             # If this fails the emulator drops us anyway once the beats stop.
             with contextlib.suppress(httpx.HTTPError):
                 self._http.delete(self._nacos(f"/clients/{self._client_id}"))
+        if self._eureka is not None:
+            self._eureka.stop()  # Spring: DOWN, then cancel, after the web server stopped
         self.stopped.set()
         if self._http is not None:
             self._http.close()
@@ -371,6 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latency-tail", type=float, default=0.0)
     p.add_argument("--tail-ms", type=float, default=1000.0)
     p.add_argument("--nacos-addr")
+    p.add_argument("--eureka-url")
+    p.add_argument("--eureka-renewal", type=float, default=30.0)
     p.add_argument("--service", default="demo")
     p.add_argument("--ip", default="127.0.0.1")
     p.add_argument("--weight", type=float, default=1.0)

@@ -62,6 +62,9 @@ class RolloutSettings:
     push_delay: float = 0.5
     seed: int = 7
     mode: str = "exec"  # agent strategy: "exec" preStop, or "sidecar" (httpGet to prestop serve)
+    registry: str = "nacos"  # or "eureka": Eureka emulator, Eureka-style consumers
+    eureka_cache: float = 30.0  # Eureka server's read-only cache tick, before scaling
+    eureka_fetch: float = 30.0  # consumers' registry fetch interval, before scaling
 
     @property
     def scaled_lb_ttl(self) -> float:
@@ -74,6 +77,11 @@ class RolloutSettings:
     @property
     def sleep_seconds(self) -> float:
         # What a careful team would pick for the fixed sleep: the slowest cache plus a margin.
+        if self.registry == "eureka":
+            # Server cache tick + client fetch + load-balancer cache (the ~95 s worst case).
+            return (
+                (self.eureka_cache + self.eureka_fetch) * self.time_scale + self.scaled_lb_ttl + 2
+            )
         return self.scaled_lb_ttl + max(self.scaled_poll, 1.0) + 2.0
 
 
@@ -114,12 +122,158 @@ def _bound(records: list[Record], instance: str, t0: float) -> float:
     return last + (max(in_flight) if in_flight else 0.0)
 
 
+class NacosLab:
+    """The Nacos emulator and what the rollout needs from it."""
+
+    name = "nacos"
+
+    def __init__(self, s: RolloutSettings) -> None:
+        self.s = s
+        self.emulator = NacosEmulator(EmulatorConfig(push_delay=s.push_delay, metadata_expiry=60.0))
+
+    def __enter__(self) -> NacosLab:
+        self.emulator.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.emulator.stop()
+
+    def start_app(self, port: int, *extra: str) -> procs.Proc:
+        return start_app(self.emulator.addr, port, self.s.latency_ms, *extra)
+
+    def registered(self, port: int) -> bool:
+        return any(h["port"] == port for h in self.emulator.consumer_view(SERVICE))
+
+    def agent_env(self, port: int, budget: float) -> dict[str, str]:
+        return agent_env(self.emulator.addr, port, budget, auth=False)
+
+    def take_out_by_hand(self, port: int) -> None:
+        # curl -X PUT .../v1/ns/instance?...&enabled=false
+        params = {"serviceName": SERVICE, "ip": "127.0.0.1", "port": str(port), "enabled": "false"}
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.put(f"{self.emulator.url}/nacos/v1/ns/instance", params=params, timeout=3)
+
+    def consumers(self) -> list[Consumer]:
+        s = self.s
+        share = s.rate / 3
+        common: dict[str, Any] = {
+            "nacos_url": self.emulator.url,
+            "service": SERVICE,
+            "duration": 1800.0,
+            "management": True,
+        }
+        return [
+            Consumer(ConsumerConfig(**common, name="push", discovery="watch", rate=share)),
+            Consumer(
+                ConsumerConfig(
+                    **common, name="poll", refresh_interval=max(0.2, s.scaled_poll), rate=share
+                )
+            ),
+            Consumer(
+                ConsumerConfig(
+                    **common,
+                    name="lb-cache",
+                    discovery="watch",
+                    lb_cache_ttl=s.scaled_lb_ttl,
+                    rate=share,
+                )
+            ),
+        ]
+
+
+class EurekaLab:
+    """The Eureka emulator (time-scaled caches and leases) and Eureka-style consumers."""
+
+    name = "eureka"
+
+    def __init__(self, s: RolloutSettings) -> None:
+        from agent.lab.eureka_emulator import EurekaConfig, EurekaEmulator
+
+        self.s = s
+        self.emulator = EurekaEmulator(
+            EurekaConfig(cache_update_interval=s.eureka_cache * s.time_scale)
+        )
+
+    def __enter__(self) -> EurekaLab:
+        self.emulator.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.emulator.stop()
+
+    @staticmethod
+    def instance_id(port: int) -> str:
+        return f"pod-{port}:{SERVICE}:{port}"
+
+    def start_app(self, port: int, *extra: str) -> procs.Proc:
+        renewal = max(0.5, 30.0 * self.s.time_scale)
+        eureka = ["--eureka-url", self.emulator.url, "--eureka-renewal", f"{renewal:g}"]
+        return start_app(None, port, self.s.latency_ms, *eureka, *extra)
+
+    def registered(self, port: int) -> bool:
+        instance = self.emulator.instance(SERVICE.upper(), self.instance_id(port))
+        return instance is not None and instance.get("status") == "UP"
+
+    def agent_env(self, port: int, budget: float) -> dict[str, str]:
+        scale = self.s.time_scale
+        return {
+            "PRESTOP_EUREKA_URL": self.emulator.url,
+            "PRESTOP_SERVICE": SERVICE,
+            "PRESTOP_IP": "127.0.0.1",
+            "PRESTOP_PORT": str(port),
+            "PRESTOP_BUDGET": str(budget),
+            "PRESTOP_LOG_FORMAT": "json",
+            "PRESTOP_LOG_TO_PID1": "false",
+            # The Eureka defaults (cap 95 s, confirm 35 s), on the lab's time scale.
+            "PRESTOP_MAX_WAIT": f"{95 * scale:g}",
+            "PRESTOP_CONFIRM_TIMEOUT": f"{35 * scale:g}",
+        }
+
+    def take_out_by_hand(self, port: int) -> None:
+        # curl -X PUT .../eureka/apps/DEMO/<id>/status?value=OUT_OF_SERVICE
+        url = f"{self.emulator.url}apps/{SERVICE.upper()}/{self.instance_id(port)}/status"
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.put(url, params={"value": "OUT_OF_SERVICE"}, timeout=3)
+
+    def consumers(self) -> list[Consumer]:
+        s = self.s
+        share = s.rate / 3
+        fetch = max(0.2, s.eureka_fetch * s.time_scale)
+        common: dict[str, Any] = {
+            "nacos_url": "",
+            "registry": "eureka",
+            "eureka_url": self.emulator.url,
+            "service": SERVICE,
+            "duration": 1800.0,
+            "refresh_interval": fetch,
+        }
+        return [
+            # A DiscoveryClient used directly (no load-balancer cache).
+            Consumer(ConsumerConfig(**common, name="fetch", rate=share)),
+            # Ribbon: its server list refreshes every 30 s on top of the fetch.
+            Consumer(
+                ConsumerConfig(**common, name="ribbon", lb_cache_ttl=30 * s.time_scale, rate=share)
+            ),
+            # Spring Cloud LoadBalancer: 35 s cache on top of the fetch.
+            Consumer(
+                ConsumerConfig(**common, name="lb-cache", lb_cache_ttl=s.scaled_lb_ttl, rate=share)
+            ),
+        ]
+
+
+LabRegistry = NacosLab | EurekaLab
+
+
+def make_lab(s: RolloutSettings) -> LabRegistry:
+    return EurekaLab(s) if s.registry == "eureka" else NacosLab(s)
+
+
 class Kubelet:
     """Terminates a pod the way kubelet does, with one of the preStop strategies."""
 
-    def __init__(self, settings: RolloutSettings, nacos: NacosEmulator) -> None:
+    def __init__(self, settings: RolloutSettings, lab: LabRegistry) -> None:
         self.s = settings
-        self.nacos = nacos
+        self.lab = lab
         self.summaries: dict[int, dict[str, Any]] = {}
         self.sidecars: dict[int, tuple[procs.Proc, int]] = {}  # app port -> (process, port)
         self.rss_mb: dict[int, float] = {}
@@ -129,7 +283,7 @@ class Kubelet:
         """A `prestop serve` container beside the app, sharing its network namespace."""
         side_port = procs.free_port()
         budget = max(1.0, self.s.grace - 3.0)
-        env = {**agent_env(self.nacos.addr, app_port, budget, auth=False), "PRESTOP_TOKEN": TOKEN}
+        env = {**self.lab.agent_env(app_port, budget), "PRESTOP_TOKEN": TOKEN}
         proc = procs.start(
             f"sidecar-{app_port}",
             procs.prestop_argv("serve", "--listen", f"127.0.0.1:{side_port}"),
@@ -174,7 +328,7 @@ class Kubelet:
         agent = procs.start(
             f"prestop-{port}",
             procs.prestop_argv("drain"),
-            env=agent_env(self.nacos.addr, port, budget, auth=False),
+            env=self.lab.agent_env(port, budget),
         )
         code = agent.wait(max(0.1, deadline - time.monotonic()))
         if code is None:
@@ -205,11 +359,8 @@ class Kubelet:
         return 0 if response.status_code == 200 and body.get("exit_code") == 0 else 3
 
     def _sleep_script(self, port: int, deadline: float) -> int:
-        # The script people paste: curl -X PUT ...enabled=false; sleep N; curl -X POST shutdown.
-        base = f"{self.nacos.url}/nacos/v1/ns/instance"
-        params = {"serviceName": SERVICE, "ip": "127.0.0.1", "port": str(port), "enabled": "false"}
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.put(base, params=params, timeout=3)
+        # The script people paste: curl -X PUT (take out); sleep N; curl -X POST shutdown.
+        self.lab.take_out_by_hand(port)
         time.sleep(max(0.0, min(self.s.sleep_seconds, deadline - time.monotonic())))
         try:
             httpx.post(f"http://127.0.0.1:{port}/actuator/shutdown", timeout=3)
@@ -220,21 +371,20 @@ class Kubelet:
 
 def run_rollout(settings: RolloutSettings) -> RolloutResult:
     s = settings
-    config = EmulatorConfig(push_delay=s.push_delay, metadata_expiry=60.0)
     apps: dict[int, procs.Proc] = {}
     extra = ["--latency-tail", str(s.latency_tail), "--tail-ms", str(s.tail_ms)]
     sidecar_mode = s.mode == "sidecar" and s.strategy == "agent"
-    with NacosEmulator(config) as nacos:
-        kubelet = Kubelet(s, nacos)
+    with make_lab(s) as lab:
+        kubelet = Kubelet(s, lab)
         try:
             for _ in range(s.replicas):
                 port = procs.free_port()
-                apps[port] = start_app(nacos.addr, port, s.latency_ms, *extra)
+                apps[port] = lab.start_app(port, *extra)
                 if sidecar_mode:
                     kubelet.start_sidecar(port)
-            if not procs.wait_for(lambda: len(nacos.consumer_view(SERVICE)) == s.replicas, 15):
+            if not procs.wait_for(lambda: all(lab.registered(p) for p in apps), 15):
                 raise RuntimeError("replicas did not register")
-            consumers = _consumers(nacos, s)
+            consumers = lab.consumers()
             for c in consumers:
                 c.start()
             time.sleep(max(1.5, s.scaled_lb_ttl / 4))
@@ -242,13 +392,10 @@ def run_rollout(settings: RolloutSettings) -> RolloutResult:
             terminations: list[tuple[str, float, float | None, int | None, bool]] = []
             for old_port in list(apps):
                 new_port = procs.free_port()
-                apps[new_port] = start_app(nacos.addr, new_port, s.latency_ms, *extra)
+                apps[new_port] = lab.start_app(new_port, *extra)
                 if sidecar_mode:
                     kubelet.start_sidecar(new_port)
-                procs.wait_for(
-                    lambda p=new_port: any(h["port"] == p for h in nacos.consumer_view(SERVICE)),
-                    15,
-                )
+                procs.wait_for(lambda p=new_port: lab.registered(p), 15)
                 t0, drain, code, killed = kubelet.terminate(apps.pop(old_port), old_port)
                 terminations.append((f"127.0.0.1:{old_port}", t0, drain, code, killed))
             rollout_s = time.monotonic() - started
@@ -266,6 +413,8 @@ def run_rollout(settings: RolloutSettings) -> RolloutResult:
     for r in errors:
         by_kind[r.outcome] = by_kind.get(r.outcome, 0) + 1
     name = f"{s.strategy}-sidecar" if sidecar_mode else s.strategy
+    if s.registry != "nacos":
+        name = f"{name}-{s.registry}"
     result = RolloutResult(name, len(records), len(errors), by_kind, round(rollout_s, 3))
     for instance, t0, drain, code, killed in terminations:
         bound = _bound(records, instance, t0)
@@ -295,40 +444,23 @@ def port_of(instance: str) -> int:
 result_records: dict[str, list[Record]] = {}
 
 
-def _consumers(nacos: NacosEmulator, s: RolloutSettings) -> list[Consumer]:
-    share = s.rate / 3
-    common: dict[str, Any] = {
-        "nacos_url": nacos.url,
-        "service": SERVICE,
-        "duration": 1800.0,
-        "management": True,
-    }
-    return [
-        Consumer(ConsumerConfig(**common, name="push", discovery="watch", rate=share)),
-        Consumer(
-            ConsumerConfig(
-                **common, name="poll", refresh_interval=max(0.2, s.scaled_poll), rate=share
-            )
-        ),
-        Consumer(
-            ConsumerConfig(
-                **common,
-                name="lb-cache",
-                discovery="watch",
-                lb_cache_ttl=s.scaled_lb_ttl,
-                rate=share,
-            )
-        ),
-    ]
-
-
 def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
     s = settings
+    if s.registry == "eureka":
+        consumers = (
+            f"Eureka server cache {s.eureka_cache * s.time_scale:g} s, consumers fetch every "
+            f"{s.eureka_fetch * s.time_scale:g} s + none / Ribbon {30 * s.time_scale:g} s / "
+            f"LB cache {s.scaled_lb_ttl:g} s"
+        )
+    else:
+        consumers = (
+            f"consumers: push / poll every {s.scaled_poll:g} s / LB cache {s.scaled_lb_ttl:g} s"
+        )
     lines = [
-        f"rollout: {s.replicas} replicas, {s.rate:g} req/s, consumers: push / poll every "
-        f"{s.scaled_poll:g} s / LB cache {s.scaled_lb_ttl:g} s (time scale {s.time_scale:g}), "
-        f"tail {s.latency_tail:.0%} x {s.tail_ms:g} ms, grace {s.grace:g} s",
-        f"{'strategy':<9}{'requests':>9}{'failed':>8}  {'drain/bound per pod (s)':<44}"
+        f"rollout: {s.replicas} replicas, {s.rate:g} req/s, {consumers} "
+        f"(time scale {s.time_scale:g}), tail {s.latency_tail:.0%} x {s.tail_ms:g} ms, "
+        f"grace {s.grace:g} s",
+        f"{'strategy':<13}{'requests':>9}{'failed':>8}  {'drain/bound per pod (s)':<44}"
         f"{'worst ratio':>12}{'rollout':>10}",
     ]
     for r in results:
@@ -337,7 +469,7 @@ def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
         )
         worst = "-" if r.worst_ratio is None else f"{r.worst_ratio:.2f}"
         lines.append(
-            f"{r.strategy:<9}{r.requests:>9}{r.errors:>8}  {pods:<44}{worst:>12}"
+            f"{r.strategy:<13}{r.requests:>9}{r.errors:>8}  {pods:<44}{worst:>12}"
             f"{r.rollout_s:>9.1f}s"
         )
         if r.errors_by_kind:
