@@ -286,10 +286,11 @@ def test_hook_targets_the_sidecar(name: str) -> None:
 
 
 def test_init_container_install_subcommand() -> None:
-    """Example (b)'s init container runs `install DEST`; check it once the CLI has it."""
-    if "install" not in cli.commands:
-        pytest.skip("`prestop install` is not in this CLI yet; example (b) relies on it")
+    """Example (b)'s init container runs `install DEST` into the emptyDir the app mounts."""
     (init,) = _pod(DEPLOYMENTS["b-init-copy.yaml"])["initContainers"]
+    assert init["args"][0] == "install"
+    mounts = {m["mountPath"] for m in init["volumeMounts"]}
+    assert init["args"][1] in mounts
     result = CliRunner().invoke(cli, [*init["args"], "--help"])
     assert result.exit_code == 0, result.output
 
@@ -306,3 +307,26 @@ def test_spring_settings() -> None:
     for name, deployment in DEPLOYMENTS.items():
         for _, argv in _agent_runs(deployment):
             assert not any(a.startswith("--actuator-url") for a in argv), name
+
+
+def test_sidecar_args_match_the_image_entrypoint() -> None:
+    """Dockerfile.sidecar's ENTRYPOINT is `prestop`: the examples' args start at the subcommand."""
+    dockerfile = (EXAMPLES.parent / "container" / "Dockerfile.sidecar").read_text()
+    assert 'ENTRYPOINT ["prestop"]' in dockerfile
+    for name in ("c-sidecar.yaml", "d-native-sidecar.yaml"):
+        for container, argv in _serve_sidecars(DEPLOYMENTS[name]):
+            assert "command" not in container
+            assert argv[0] == "serve", f"{name}: {argv}"
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_budget_passes_the_preflight_arithmetic(name: str) -> None:
+    """Every example's --budget and grace period pass `prestop check`'s grace findings."""
+    from agent.check import GraceNeeds, exit_code, grace_findings
+
+    needs = GraceNeeds(staleness=35.5, quiet=6.9, shutdown=5.0)  # Nacos defaults
+    grace = float(_pod(DEPLOYMENTS[name])["terminationGracePeriodSeconds"])
+    for container, argv in _agent_runs(DEPLOYMENTS[name]):
+        budget = _budget(container, argv)
+        findings = grace_findings(needs, budget=budget, max_wait=60, grace=grace)
+        assert exit_code(findings) == 0, [f.line() for f in findings]
