@@ -67,6 +67,10 @@ def rate_between(first: Sample | None, second: Sample | None) -> float | None:
     return cautious_rate(second.requests - first.requests, span)
 
 
+def _too_close(baseline: Sample | None, sample: Sample | None) -> bool:
+    return baseline is not None and sample is not None and sample.at - baseline.at < MIN_RATE_SPAN
+
+
 def wait_for_drain(
     signal: TrafficSignal | None,
     config: DrainConfig,
@@ -84,7 +88,7 @@ def wait_for_drain(
     start = clock.now()
     state = DrainState.begin(start, deadline.at, quiet_window=adaptive_window(None, config))
     rate: float | None = None
-    first = True
+    pending = True  # the rate before the take-out is still to be measured
     last_reason = ""
     warned: list[bool] = []  # warn about an unreadable signal once per drain
 
@@ -97,16 +101,19 @@ def wait_for_drain(
         now = clock.now()
         sample = take_sample(signal, deadline, clock, failed)
         state = observe(state, sample, now)
-        if first:
-            first = False
+        if pending:
+            # When the take-out and its confirmation were quick, the first sample can be too
+            # close to the baseline to say anything: the next one measures from the baseline.
             rate = rate_between(baseline, sample)
+            pending = rate is None and _too_close(baseline, sample)
             state = replace(state, quiet_window=adaptive_window(rate, config))
-            log.info(
-                "drain_window",
-                rate_before=None if rate is None else round(rate, 3),
-                quiet_window_s=round(state.quiet_window, 3),
-                adaptive=config.quiet_window is None,
-            )
+            if not pending:
+                log.info(
+                    "drain_window",
+                    rate_before=None if rate is None else round(rate, 3),
+                    quiet_window_s=round(state.quiet_window, 3),
+                    adaptive=config.quiet_window is None,
+                )
         now = clock.now()
         decision: Decision = decide(config, state, now)
         if decision.action != "wait":
