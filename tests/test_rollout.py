@@ -40,3 +40,25 @@ def test_sidecar_with_httpget_hook_loses_no_request() -> None:
         assert pod.prestop_exit == 0
         assert pod.sidecar_rss_mb is not None
         assert pod.prestop_summary["phases"]["shutdown"]["app_stopped"] is True
+
+
+def test_eureka_agent_loses_no_request_and_cancels_after_stop() -> None:
+    """Eureka: caches, fetching consumers and LB caches (time-scaled); the agent loses nothing
+    and cancels each lease only after the pod's app stopped."""
+    settings = RolloutSettings(strategy="agent", registry="eureka", **SHORT)  # type: ignore[arg-type]
+    result = run_rollout(settings)
+    assert result.strategy == "agent-eureka"
+    assert result.errors == 0, result.errors_by_kind
+    for pod in result.pods:
+        assert pod.prestop_exit == 0
+        phases = pod.prestop_summary["phases"]
+        assert phases["take_out"]["outcome"] == "ok"
+        assert phases["shutdown"]["app_stopped"] is True
+        assert phases["deregister"]["outcome"] == "ok"
+
+
+def test_eureka_without_prestop_loses_requests() -> None:
+    """Eureka consumers hold stopped pods for a fetch interval and a cache TTL."""
+    settings = RolloutSettings(strategy="none", registry="eureka", **SHORT)  # type: ignore[arg-type]
+    result = run_rollout(settings)
+    assert result.errors > 0
