@@ -394,3 +394,33 @@ def test_password_never_logged() -> None:
         finally:
             instance.stop()
             app.kill()
+
+
+def test_down_status_up_from_the_cli() -> None:
+    """`prestop down`, `status` and `up` with --registry eureka, through the CLI."""
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+
+    with EurekaEmulator(EurekaConfig(read_only_cache=False)) as e:
+        instance_id = register_everywhere(e)
+        env = {
+            "PRESTOP_EUREKA_URL": e.url,
+            "PRESTOP_SERVICE": "orders",
+            "POD_IP": "10.0.0.5",
+            "SERVER_PORT": "8080",
+            "PRESTOP_LOG_TO_PID1": "false",
+        }
+        runner = CliRunner()
+        assert runner.invoke(cli, ["down"], env=env).exit_code == 0
+        assert e.override(instance_id) == "OUT_OF_SERVICE"
+        status = runner.invoke(cli, ["status"], env=env)
+        assert status.exit_code == 0
+        info = json.loads(status.stdout)
+        assert info["registry"] == "eureka"
+        assert info["instance_id"] == instance_id
+        assert info["consumer_visible"] is False
+        assert runner.invoke(cli, ["up"], env=env).exit_code == 0
+        stored = e.instance(APP, instance_id)
+        assert stored is not None and stored["status"] == "UP"
+        assert e.override(instance_id) is None
