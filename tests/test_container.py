@@ -212,3 +212,24 @@ def test_install_copies_a_bundle_atomically(tmp_path: Path) -> None:
     assert os.access(installed, os.X_OK)
     assert sorted(p.name for p in (dest / "_internal").iterdir()) == ["lib.so"]
     assert sorted(p.name for p in dest.iterdir()) == ["_internal", "prestop"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(360)
+def test_scratch_image_with_buildah_installs_into_an_app_without_python(bundle: Path) -> None:
+    """buildah (vfs, chroot) builds the FROM-scratch agent image; its entrypoint installs the
+    binary into a shared folder, and an image with glibc but no Python runs the copy."""
+    if shutil.which("buildah") is None:
+        pytest.skip("buildah is not installed (.ci/system-deps installs it when run as root)")
+    result = subprocess.run(
+        ["bash", str(ROOT / "container" / "build-scratch-image.sh"), str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert '"installed"' in result.stdout
+    assert "prestop, version" in result.stdout
+    assert "\"dry_run_plan\"" in result.stderr  # logs go to stderr
+    assert result.stdout.rstrip().endswith("SCRATCH_IMAGE_OK")
