@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILES = sorted((ROOT / "container").glob("Dockerfile*"))
+DOCKERFILES = sorted(
+    [*(ROOT / "container").glob("Dockerfile*"), *(ROOT / "container").glob("Containerfile*")]
+)
 BIN_DIR = Path(sys.executable).parent
 
 
@@ -231,5 +233,5 @@ def test_scratch_image_with_buildah_installs_into_an_app_without_python(bundle: 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert '"installed"' in result.stdout
     assert "prestop, version" in result.stdout
-    assert "\"dry_run_plan\"" in result.stderr  # logs go to stderr
+    assert '"dry_run_plan"' in result.stderr  # logs go to stderr
     assert result.stdout.rstrip().endswith("SCRATCH_IMAGE_OK")
