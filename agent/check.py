@@ -16,7 +16,7 @@ import httpx
 
 from agent.config import Config
 from agent.deadline import Deadline
-from agent.drain.policy import DrainConfig, adaptive_window
+from agent.drain.policy import adaptive_window
 from agent.drain.signals import SignalUnavailable, TrafficSignal
 from agent.exceptions import AgentError, AuthError
 from agent.registry import Registry
@@ -81,17 +81,11 @@ def grace_needs(config: Config, registry: str) -> GraceNeeds:
     staleness = config.consumer_staleness
     if staleness is None:
         staleness = DEFAULT_STALENESS.get(registry, DEFAULT_STALENESS["nacos"])
-    drain = DrainConfig(
-        min_wait=config.min_wait,
-        max_wait=config.max_wait,
-        quiet_window=config.quiet_window,
-        confidence=config.confidence,
-        quiet_floor=config.quiet_floor,
-        quiet_cap=config.quiet_cap,
-    )
+    from agent.wiring import drain_config
+
     return GraceNeeds(
         staleness=staleness,
-        quiet=adaptive_window(PLANNING_RATE, drain),
+        quiet=adaptive_window(PLANNING_RATE, drain_config(config)),
         shutdown=config.shutdown_timeout,
     )
 

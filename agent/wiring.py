@@ -111,6 +111,18 @@ def check_signals(config: Config, http: httpx.Client) -> list[TrafficSignal]:
     return out
 
 
+def drain_config(config: Config) -> DrainConfig:
+    return DrainConfig(
+        min_wait=config.min_wait,
+        max_wait=config.max_wait,
+        quiet_window=config.quiet_window,
+        poll_interval=config.poll_interval,
+        confidence=config.confidence,
+        quiet_floor=config.quiet_floor,
+        quiet_cap=config.quiet_cap,
+    )
+
+
 def build(config: Config, clock: Clock | None = None) -> tuple[Deps, Plan, list[httpx.Client]]:
     """Everything ``run_drain`` needs; the caller closes the returned clients."""
     clock = clock or SystemClock()
@@ -140,15 +152,7 @@ def build(config: Config, clock: Clock | None = None) -> tuple[Deps, Plan, list[
         )
     plan = Plan(
         budget=config.budget,
-        drain=DrainConfig(
-            min_wait=config.min_wait,
-            max_wait=config.max_wait,
-            quiet_window=config.quiet_window,
-            poll_interval=config.poll_interval,
-            confidence=config.confidence,
-            quiet_floor=config.quiet_floor,
-            quiet_cap=config.quiet_cap,
-        ),
+        drain=drain_config(config),
         confirm_timeout=config.confirm_timeout,
         shutdown_timeout=config.shutdown_timeout,
     )

@@ -38,6 +38,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
+from agent.lab.loopback import LoopbackServer
+
 STATUSES = ("UP", "DOWN", "STARTING", "OUT_OF_SERVICE", "UNKNOWN")
 REPLICATION_HEADER = "x-netflix-discovery-replication"
 EMPTY_METADATA_CLASS = "java.util.Collections$EmptyMap"
@@ -789,7 +791,7 @@ class _Server(ThreadingHTTPServer):
     emulator: EurekaEmulator
 
 
-class EurekaEmulator:
+class EurekaEmulator(LoopbackServer):
     """A Eureka server on loopback; use as a context manager or start()/stop()."""
 
     def __init__(
@@ -799,6 +801,7 @@ class EurekaEmulator:
         port: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.config = config or EurekaConfig()
         self.clock = clock
         self.registry = Registry(self.config, clock)
@@ -806,51 +809,19 @@ class EurekaEmulator:
         self.peers: list[EurekaEmulator] = []
         self.requests: list[RequestRecord] = []
         self._requests_lock = threading.Lock()
+        self.api = Api(self)
         self._server = _Server((host, port), _Handler)
-        self._server.api = Api(self)
+        self._server.api = self.api
         self._server.emulator = self
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
         self._replicator = httpx.Client(timeout=2.0, trust_env=False)
 
-    # --- lifecycle ---
-
-    def start(self) -> None:
-        self._threads = [
-            threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}),
-            threading.Thread(target=self._background),
-        ]
-        for t in self._threads:
-            t.daemon = True
-            t.start()
-
     def stop(self) -> None:
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        for t in self._threads:
-            t.join(2)
+        super().stop()
         self._replicator.close()
-
-    def __enter__(self) -> EurekaEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _background(self) -> None:
-        while not self._stop.wait(0.02):
-            self.tick()
 
     def tick(self) -> None:
         with self.registry.lock:
             self.registry.tick()
-
-    @property
-    def port(self) -> int:
-        port: int = self._server.server_address[1]
-        return port
 
     @property
     def url(self) -> str:
@@ -932,7 +903,7 @@ class EurekaEmulator:
     def instance(self, app: str, instance_id: str) -> dict[str, Any] | None:
         with self.registry.lock:
             lease = self.registry.lease(app.upper(), instance_id)
-            return None if lease is None else self._server.api.codec.instance_json(lease)
+            return None if lease is None else self.api.codec.instance_json(lease)
 
     def override(self, instance_id: str) -> str | None:
         with self.registry.lock:

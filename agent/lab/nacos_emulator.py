@@ -36,6 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from agent.lab.loopback import LoopbackServer
+
 Flavour = Literal["1.x", "2.x", "3.x"]
 DEFAULT_VERSIONS = {"1.x": "1.4.8", "2.x": "2.5.1", "3.x": "3.0.3"}
 
@@ -966,7 +968,7 @@ class _Server(ThreadingHTTPServer):
 _SECRET_PARAMS = ("password", "accessToken")
 
 
-class NacosEmulator:
+class NacosEmulator(LoopbackServer):
     """A Nacos server on loopback; use as a context manager or start()/stop()."""
 
     def __init__(
@@ -976,8 +978,10 @@ class NacosEmulator:
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.config = config or EmulatorConfig()
         self.clock = clock
+        self._last_clean = clock()
         self.store = Store(self.config, clock)
         self.auth = Auth(self.config, clock)
         self.api = Api(self.config, self.store, self.auth)
@@ -986,46 +990,12 @@ class NacosEmulator:
         self._server = _Server((host, port), _Handler)
         self._server.api = self.api
         self._server.emulator = self
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
 
-    # --- lifecycle ---
-
-    def start(self) -> None:
-        self._threads = [
-            threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}),
-            threading.Thread(target=self._background),
-        ]
-        for t in self._threads:
-            t.daemon = True
-            t.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        for t in self._threads:
-            t.join(2)
-
-    def __enter__(self) -> NacosEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _background(self) -> None:
-        last_clean = self.clock()
-        while not self._stop.wait(0.02):
-            self.store.tick()
-            if self.clock() - last_clean >= self.config.cleaner_interval:
-                self.store.clean()
-                last_clean = self.clock()
-
-    @property
-    def port(self) -> int:
-        port: int = self._server.server_address[1]
-        return port
+    def tick(self) -> None:
+        self.store.tick()
+        if self.clock() - self._last_clean >= self.config.cleaner_interval:
+            self.store.clean()
+            self._last_clean = self.clock()
 
     @property
     def addr(self) -> str:
