@@ -424,3 +424,21 @@ def test_down_status_up_from_the_cli() -> None:
         stored = e.instance(APP, instance_id)
         assert stored is not None and stored["status"] == "UP"
         assert e.override(instance_id) is None
+
+
+def test_without_delta_the_full_app_view_is_read(http: httpx.Client) -> None:
+    """A server with the delta disabled (403): the consumers' view comes from apps/{APP}."""
+    with EurekaEmulator(EurekaConfig(read_only_cache=False)) as e:
+        register_everywhere(e)
+        reg = registry(settings(e.url), http)
+        original = e.api.handle
+
+        def no_delta(method: str, path: str, *rest: object) -> tuple[int, bytes, dict[str, str]]:
+            if path.endswith("/apps/delta"):
+                return 403, b"", {}  # eureka.server.disable-delta=true
+            return original(method, path, *rest)  # type: ignore[arg-type]
+
+        e.api.handle = no_delta  # type: ignore[method-assign]
+        assert reg.visible_to_consumers(deadline())
+        reg.take_out(deadline())
+        assert not reg.visible_to_consumers(deadline())

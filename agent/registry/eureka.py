@@ -355,8 +355,15 @@ class EurekaRegistry:
         servers = self._accepted or list(self._s.servers)
         for server in servers:
             r = self._call(server, "GET", "apps/delta", deadline)
-            if r.status_code != 200:
-                return True
+            delta = r.status_code == 200
+            if not delta:
+                # eureka.server.disable-delta answers 403: consumers then fetch the full
+                # registry; apps/{APP} goes through the same read-only cache.
+                r = self._call(server, "GET", f"apps/{quote(self._s.app, safe='')}", deadline)
+                if r.status_code == 404:
+                    continue  # no instance of the app is listed at all
+                if r.status_code != 200:
+                    return True
             try:
                 body = r.json()
             except ValueError:
@@ -366,7 +373,7 @@ class EurekaRegistry:
                 for i in instances_in(body, self._s.app)
                 if str(i.get("instanceId") or i.get("hostName")) == instance_id
             ]
-            if not mine or any(str(i.get("status")) == UP for i in mine):
+            if any(str(i.get("status")) == UP for i in mine) or (delta and not mine):
                 return True
         return False
 
