@@ -614,11 +614,12 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
     signal_target = target_r.value if target_r else "1"
 
     budget = _number("budget", r("budget"), 25.0, allow_zero=False)
-    # Eureka consumers lag by up to ~95 s (server cache tick + fetch + load-balancer cache), and
-    # the server's apps/delta shows a change only at its next 30 s cache tick.
+    # Eureka consumers lag by up to ~95 s (server cache tick + fetch + load-balancer cache),
+    # plus one quiet window at 1 req/s (6.9 s): the cap. The server's apps/delta shows a change
+    # only at its next 30 s cache tick: the confirmation's limit.
     eureka_defaults = registry == "eureka"
     min_wait, max_wait = _ordered_pair(
-        "min_wait", 2.0, "max_wait", 95.0 if eureka_defaults else 60.0, r
+        "min_wait", 2.0, "max_wait", 105.0 if eureka_defaults else 60.0, r
     )
     quiet_floor, quiet_cap = _ordered_pair("quiet_floor", 0.3, "quiet_cap", 30.0, r)
     log_format_r = r("log_format")

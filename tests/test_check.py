@@ -283,3 +283,31 @@ def test_eureka_staleness_needs_a_longer_budget() -> None:
     assert "--budget 109" in budget.message  # 95 + 6.9 + 5 + 2 = 108.9
     assert "terminationGracePeriodSeconds: 114" in budget.message
     assert levels(findings)["grace"] == "fail"
+
+
+@pytest.mark.slow
+def test_check_against_eureka() -> None:
+    """The same preflight with --registry eureka: every finding ok with a budget for Eureka."""
+    from agent.lab.eureka_emulator import EurekaConfig, EurekaEmulator
+
+    with EurekaEmulator(EurekaConfig(read_only_cache=False)) as eureka:
+        port = procs.free_port()
+        app = start_app(None, port, 2, "--eureka-url", eureka.url, "--eureka-renewal", "1")
+        try:
+            instance_id = f"pod-{port}:demo:{port}"
+            assert procs.wait_for(lambda: eureka.instance("DEMO", instance_id) is not None, 10)
+            env = {
+                "EUREKA_CLIENT_SERVICEURL_DEFAULTZONE": eureka.url,
+                "SPRING_APPLICATION_NAME": "demo",
+                "POD_IP": "127.0.0.1",
+                "SERVER_PORT": str(port),
+                "PRESTOP_LOG_TO_PID1": "false",
+            }
+            ok = CliRunner().invoke(cli, ["check", "--budget", "110", "--grace", "115"], env=env)
+            assert ok.exit_code == 0, ok.stdout
+            assert "Eureka" in ok.stdout
+            short = CliRunner().invoke(cli, ["check"], env=env)  # the default 25 s budget
+            assert short.exit_code == 1
+            assert "--budget 109 and terminationGracePeriodSeconds: 114" in short.stdout
+        finally:
+            app.kill()

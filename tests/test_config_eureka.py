@@ -30,7 +30,7 @@ def test_eureka_is_chosen_when_only_eureka_is_configured() -> None:
     assert cfg.service == "ORDERS"
     assert cfg.eureka.app_name == "orders"
     assert (cfg.ip, cfg.port) == ("10.0.0.5", 9000)
-    assert cfg.max_wait == 95.0  # Eureka's worst-case staleness caps the drain
+    assert cfg.max_wait == 105.0  # Eureka's worst-case staleness + a quiet window caps the drain
     assert cfg.confirm_timeout == 35.0  # one 30 s server cache tick and some slack
 
 

@@ -108,6 +108,8 @@ class Registry:
         self.delta_version = 0
         self.rw: dict[tuple[str, str], tuple[bytes, float]] = {}
         self.ro: dict[tuple[str, str], bytes] = {}
+        # How to regenerate each cached key (the read-only refresh needs it without a request).
+        self._renderers: dict[tuple[str, str], Callable[[], bytes]] = {}
         self.expected_clients = 1  # Spring's defaultOpenForTrafficCount (SCN InstanceRegistry)
         self.renewals: list[float] = []
         now = clock()
@@ -271,8 +273,6 @@ class Registry:
             # A key read for the first time is loaded fresh from the read-write cache.
             self.ro[key] = self._rw_get(key)
         return self.ro[key]
-
-    _renderers: dict[tuple[str, str], Callable[[], bytes]]
 
     def _rw_get(self, key: tuple[str, str]) -> bytes:
         entry = self.rw.get(key)
@@ -805,7 +805,6 @@ class EurekaEmulator(LoopbackServer):
         self.config = config or EurekaConfig()
         self.clock = clock
         self.registry = Registry(self.config, clock)
-        self.registry._renderers = {}
         self.peers: list[EurekaEmulator] = []
         self.requests: list[RequestRecord] = []
         self._requests_lock = threading.Lock()

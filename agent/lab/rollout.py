@@ -224,8 +224,8 @@ class EurekaLab:
             "PRESTOP_BUDGET": str(budget),
             "PRESTOP_LOG_FORMAT": "json",
             "PRESTOP_LOG_TO_PID1": "false",
-            # The Eureka defaults (cap 95 s, confirm 35 s), on the lab's time scale.
-            "PRESTOP_MAX_WAIT": f"{95 * scale:g}",
+            # The Eureka defaults (cap 105 s, confirm 35 s), on the lab's time scale.
+            "PRESTOP_MAX_WAIT": f"{105 * scale:g}",
             "PRESTOP_CONFIRM_TIMEOUT": f"{35 * scale:g}",
         }
 
