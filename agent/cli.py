@@ -195,16 +195,6 @@ def drain(**flags: Any) -> None:
     sys.exit(outcome.exit_code)
 
 
-def _nacos_only(cfg: Any, command: str) -> None:
-    if cfg.registry != "nacos":
-        _fail_config(
-            ConfigError(
-                f"--registry {cfg.registry}: `prestop {command}` supports Nacos only so far; "
-                "use `prestop drain` as an exec preStop hook"
-            )
-        )
-
-
 def _take_out_plan(cfg: Any) -> str:
     servers = ", ".join(str(s) for s in cfg.target.servers)  # str() never shows credentials
     if cfg.registry == "eureka":
@@ -250,7 +240,6 @@ def serve(**flags: Any) -> None:
     from agent.sidecar import serve as serve_forever
 
     cfg = _load(flags)
-    _nacos_only(cfg, "serve")
     try:
         side = config.load_sidecar(flags, os.environ, cfg)
     except ConfigError as exc:
@@ -274,7 +263,6 @@ def ready(**flags: Any) -> None:
     from agent import config, wiring
 
     cfg = _load(flags)
-    _nacos_only(cfg, "ready")
     try:
         side = config.load_sidecar(flags, os.environ, cfg, require_token=False)
     except ConfigError as exc:

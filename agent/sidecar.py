@@ -28,6 +28,7 @@ import httpx
 from agent.deadline import Clock, Deadline
 from agent.exceptions import AgentError
 from agent.logs import get_logger
+from agent.registry.eureka import EurekaRegistry
 from agent.registry.nacos import NacosRegistry
 from agent.sequence import Outcome
 
@@ -99,7 +100,7 @@ class WarmupConfig:
 class Sidecar:
     """The sidecar's state and behaviour, independent of HTTP."""
 
-    registry: NacosRegistry
+    registry: NacosRegistry | EurekaRegistry
     run_drain: Callable[[], Outcome]
     health_url: str
     http: httpx.Client
@@ -158,7 +159,9 @@ class Sidecar:
         if not self.app_healthy(deadline):
             reasons.append("app_not_healthy")
         try:
-            if not self.registry.visible_to_consumers(deadline):
+            # Readiness may differ from the take-out's confirmation (Eureka: listed UP).
+            serving = getattr(self.registry, "serving", self.registry.visible_to_consumers)
+            if not serving(deadline):
                 reasons.append("not_visible_to_consumers")
         except AgentError as exc:
             reasons.append(f"registry_error: {type(exc).__name__}")
@@ -186,9 +189,10 @@ class Sidecar:
         if state is None or self.draining.is_set():
             return
         if state.enabled is False:
-            # The app has just started and registered, yet the instance is disabled: an ops
-            # record left by the previous pod on this IP:port (Nacos keeps it ~60 s and revives
-            # it on re-registration, alibaba/nacos#6295, #14606).
+            # The app has just started and registered, yet the instance is out of service: on
+            # Nacos an ops record left by the previous pod on this IP:port (kept ~60 s and
+            # revived on re-registration, alibaba/nacos#6295, #14606); on Eureka a predecessor's
+            # OUT_OF_SERVICE override on the same instance id (eureka-server-behaviour.md §9.11).
             try:
                 self.registry.put_back(Deadline.after(self.clock, 5.0))
                 self.repaired = True
@@ -196,6 +200,9 @@ class Sidecar:
             except AgentError as exc:
                 log.error("stale_disabled_repair_failed", error=str(exc))
         if self.warmup.duration > 0:
+            if not hasattr(self.registry, "set_weight"):
+                log.warning("warmup_unsupported", registry=self.registry.name, reason="no weights")
+                return
             self.warm_up(target=state.weight)
 
     def warm_up(self, target: float) -> None:
@@ -218,7 +225,10 @@ class Sidecar:
                         log.warning("warmup_stopped", reason="weight_changed_by_someone_else")
                         return
                 if weight != written:
-                    self.registry.set_weight(weight, deadline)
+                    set_weight = getattr(self.registry, "set_weight", None)
+                    if set_weight is None:
+                        return
+                    set_weight(weight, deadline)
                     written = weight
             except AgentError as exc:
                 log.warning("warmup_step_failed", error=str(exc))

@@ -168,7 +168,7 @@ def build_sidecar(config: Config, side: SidecarSettings, clock: Clock | None = N
         app_http = http_client()
         clients = [*clients, app_http]
     registry = deps.registry
-    assert isinstance(registry, NacosRegistry)
+    assert isinstance(registry, NacosRegistry | EurekaRegistry)
     return Sidecar(
         registry=registry,
         run_drain=lambda: run_drain(deps, plan),

@@ -62,3 +62,14 @@ def test_eureka_without_prestop_loses_requests() -> None:
     settings = RolloutSettings(strategy="none", registry="eureka", **SHORT)  # type: ignore[arg-type]
     result = run_rollout(settings)
     assert result.errors > 0
+
+
+def test_eureka_sidecar_loses_no_request() -> None:
+    """`prestop serve` with Eureka, called by an httpGet-style hook: no failed request."""
+    settings = RolloutSettings(strategy="agent", registry="eureka", mode="sidecar", **SHORT)  # type: ignore[arg-type]
+    result = run_rollout(settings)
+    assert result.strategy == "agent-sidecar-eureka"
+    assert result.errors == 0, result.errors_by_kind
+    for pod in result.pods:
+        assert pod.prestop_exit == 0
+        assert pod.prestop_summary["phases"]["deregister"]["outcome"] == "ok"

@@ -279,3 +279,54 @@ def _up(url: str) -> bool:
         return httpx.get(url, timeout=0.5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# --- the sidecar with Eureka ---
+
+
+def test_eureka_sidecar_repairs_a_predecessors_override_and_drains() -> None:
+    """A new pod inherits the old pod's OUT_OF_SERVICE override (same instance id): the sidecar
+    removes it at start-up, /readyz turns true once consumers can fetch it UP, and /prestop
+    takes it out, stops the app and cancels the lease."""
+    from agent.lab.eureka_emulator import EurekaConfig, EurekaEmulator
+
+    with EurekaEmulator(EurekaConfig(cache_update_interval=0.3)) as eureka:
+        app = DemoApp(AppConfig(port=procs.free_port(), latency_ms=1))
+        instance_id = f"pod-{app.config.port}:demo:{app.config.port}"
+        # The predecessor: same id, taken out, never cancelled (killed at the grace period).
+        eureka.register("DEMO", instance_id, "127.0.0.1", app.config.port, hostname="old")
+        httpx.put(f"{eureka.url}apps/DEMO/{instance_id}/status", params={"value": "OUT_OF_SERVICE"})
+        app.config.eureka_url, app.config.eureka_renewal = eureka.url, 0.5
+        app.start()
+        e = {
+            "PRESTOP_EUREKA_URL": eureka.url,
+            "PRESTOP_SERVICE": "demo",
+            "PRESTOP_IP": "127.0.0.1",
+            "PRESTOP_PORT": str(app.port),
+            "PRESTOP_BUDGET": "10",
+            "PRESTOP_MIN_WAIT": "0.2",
+            "PRESTOP_QUIET_WINDOW": "0.5",
+            "PRESTOP_CONFIRM_TIMEOUT": "3",
+            "PRESTOP_TOKEN": TOKEN,
+            "PRESTOP_LOG_TO_PID1": "false",
+        }
+        cfg = config.load({}, e)
+        sidecar = wiring.build_sidecar(cfg, config.load_sidecar({}, e, cfg))
+        try:
+            stored = eureka.instance("DEMO", instance_id)
+            assert stored is not None and stored["status"] == "OUT_OF_SERVICE"
+            assert sidecar.readiness()[0] is False
+            sidecar.start_up(app_start_timeout=10)
+            assert sidecar.repaired
+            assert eureka.override(instance_id) is None
+            sidecar.ready_cache = 0
+            assert procs.wait_for(lambda: sidecar.readiness()[0], 5), sidecar.readiness()
+            outcome, error = sidecar.flight.run()
+            assert error is None and outcome is not None
+            assert outcome.exit_code == 0, outcome.summary()
+            assert outcome.phase("deregister").outcome == "ok"  # type: ignore[union-attr]
+            assert app.wait(5)
+            assert eureka.instance("DEMO", instance_id) is None
+        finally:
+            sidecar.close()
+            app.shutdown()

@@ -86,8 +86,6 @@ def rollout(
         write_svg,
     )
 
-    if registry == "eureka" and mode == "sidecar":
-        raise click.UsageError("--mode sidecar: the sidecar supports --registry nacos only so far")
     results = []
     strategies = STRATEGIES if strategy == "all" else (strategy,)
     for name in strategies:

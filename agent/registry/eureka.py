@@ -368,14 +368,45 @@ class EurekaRegistry:
                 body = r.json()
             except ValueError:
                 return True
-            mine = [
-                i
-                for i in instances_in(body, self._s.app)
-                if str(i.get("instanceId") or i.get("hostName")) == instance_id
-            ]
-            if any(str(i.get("status")) == UP for i in mine) or (delta and not mine):
+            last = self._last_entry(body, instance_id)
+            if (last is None and delta) or (last is not None and last.get("status") == UP):
                 return True
         return False
+
+    def _last_entry(self, body: Any, instance_id: str) -> dict[str, Any] | None:
+        """Our instance as a consumer ends up with: clients apply delta entries in order, so
+        the last one wins (an entry from an older lease can still show an older status)."""
+        mine = [
+            i
+            for i in instances_in(body, self._s.app)
+            if str(i.get("instanceId") or i.get("hostName")) == instance_id
+        ]
+        return mine[-1] if mine else None
+
+    def serving(self, deadline: Deadline) -> bool:
+        """Readiness: consumers can fetch the instance as UP from every server.
+
+        A fresh registration reaches consumers through apps/delta (for 3 minutes) and the full
+        registry; both go through the read-only cache, so this turns true at a cache tick.
+        """
+        instance_id = self.resolve_id(deadline)
+        for server in self._s.servers:
+            seen_up = False
+            for path in ("apps/delta", f"apps/{quote(self._s.app, safe='')}"):
+                r = self._call(server, "GET", path, deadline)
+                if r.status_code != 200:
+                    continue
+                try:
+                    body = r.json()
+                except ValueError:
+                    continue
+                last = self._last_entry(body, instance_id)
+                if last is not None:
+                    seen_up = last.get("status") == UP
+                    break
+            if not seen_up:
+                return False
+        return True
 
     def put_back(self, deadline: Deadline) -> TakeOut:
         """Remove our override so the instance is UP again, never leaving it UNKNOWN.

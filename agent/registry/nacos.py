@@ -388,6 +388,10 @@ class NacosRegistry:
             "consumer_visible": self.visible_to_consumers(deadline),
         }
 
+    def serving(self, deadline: Deadline) -> bool:
+        """Readiness: consumers' lists have the instance (registered, enabled, healthy)."""
+        return self.visible_to_consumers(deadline)
+
     def after_stop(self, deadline: Deadline) -> str | None:
         # The app deregisters itself; an HTTP DELETE is a no-op for its gRPC-owned instance.
         return None
