@@ -313,6 +313,9 @@ class Auth:
         return self.msg(self.no_user_text())
 
     def login(self, params: dict[str, str]) -> tuple[int, str, dict[str, str]]:
+        if self.config.flavour != "1.x" and (("username" in params) != ("password" in params)):
+            # 2.x/3.x: one of the two missing fails inside the auth plugin: 500.
+            return 500, "caused: username or password is empty;", {}
         user, password = params.get("username", ""), params.get("password", "")
         if user not in self.config.users:
             if self.config.flavour == "1.x":
@@ -425,14 +428,15 @@ class Api:
             return (*self.result({"version": self.version, "standalone_mode": "standalone"}), {})
         if sub == "/v1/console/server/state" and method == "GET":
             if flavour == "3.x":
-                raise self.gone(full, "GET /v3/admin/core/state")
+                # 3.x serves the console on its own port: on the main port this is a 404.
+                raise self.spring_error(404, "No static resource", full)
             state: dict[str, Any] = {"version": self.version, "standalone_mode": "standalone"}
             if flavour == "2.x":
                 state |= {"function_mode": None, "auth_enabled": str(self.config.auth_enabled)}
             return 200, json.dumps(state), "json", {}
         if sub in ("/v1/console/health/liveness", "/v1/console/health/readiness"):
             if flavour == "3.x":
-                raise self.gone(full, "GET /v3/admin/core/state/liveness")
+                raise self.spring_error(404, "No static resource", full)
             return 200, "OK", "text", {}
         if sub.startswith("/v3/admin/core/state/") and flavour == "3.x":
             return (*self.result("ok"), {})
@@ -677,11 +681,15 @@ class Api:
                 )
                 raise self.api_error(style, 400, 21004, "instance error", text)
             registered = key in self.store.instances.get(svc, {})
+            old = self.store.ops.get(svc, {}).get(key)
             self.store.ops.setdefault(svc, {})[key] = OpsRecord(
                 enabled=_bool(self.enabled_param(params), True),
                 weight=self.weight(params, style, 1.0) or 0.0,
                 extend=parse_metadata(params.get("metadata")),
-                expired_at=None,  # an orphan record never gets a deregister event
+                # The update does not touch the expired mark (N 2.5.1 NamingMetadataManager:
+                # only a re-registration clears it), so an expired record is still deleted on
+                # its original schedule; an orphan record never gets a deregister event.
+                expired_at=old.expired_at if old is not None else None,
             )
             if registered:
                 self.store.touch(svc)

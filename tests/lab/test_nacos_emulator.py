@@ -226,3 +226,44 @@ def test_server_down(nacos: NacosEmulator) -> None:
     nacos.set_down(True)
     r = call(nacos, "GET", "/v1/ns/instance/list", serviceName="orders")
     assert (r.status_code, r.text) == (503, "server is DOWNnow, please try again later!")
+
+
+def test_put_keeps_the_expired_mark() -> None:
+    """A PUT on an expired record does not revive it: it is deleted on the original schedule."""
+    clock = Clock()
+    nacos = start(clock=clock, metadata_expiry=60, cleaner_interval=0, client_timeout=1e9)
+    try:
+        cid = nacos.register("orders", "10.0.0.5", 8080)
+        call(nacos, "PATCH", "/v1/ns/instance", **IDS, enabled="false", weight="1")
+        nacos.deregister(cid)
+        clock.t = 30
+        assert call(nacos, "PUT", "/v1/ns/instance", **IDS, enabled="true").status_code == 200
+        assert nacos.ops_record("orders", "10.0.0.5", 8080)["expired_at"] == 0.0  # type: ignore[index]
+        clock.t = 61
+        time.sleep(0.1)
+        assert nacos.ops_record("orders", "10.0.0.5", 8080) is None
+    finally:
+        nacos.stop()
+
+
+def test_3x_main_port_has_no_v1_console() -> None:
+    """3.x serves the console on its own port: /v1/console/* on the main port is a 404."""
+    nacos = start("3.x", admin_auth_enabled=False)
+    try:
+        assert call(nacos, "GET", "/v1/console/server/state").status_code == 404
+        assert call(nacos, "GET", "/v1/console/health/readiness").status_code == 404
+    finally:
+        nacos.stop()
+
+
+@pytest.mark.parametrize("flavour", ["2.x", "3.x"])
+def test_login_with_one_field_missing_is_a_500(flavour: str) -> None:
+    """2.x/3.x: a login with only the username (or only the password) fails with 500."""
+    nacos = start(flavour, auth_enabled=True)
+    try:
+        r = httpx.post(f"{nacos.url}/nacos/v1/auth/users/login", data={"username": "nacos"})
+        assert r.status_code == 500
+        r = httpx.post(f"{nacos.url}/nacos/v1/auth/users/login", data={"password": "nacos"})
+        assert r.status_code == 500
+    finally:
+        nacos.stop()
