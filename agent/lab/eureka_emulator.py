@@ -25,6 +25,7 @@ import base64
 import gzip
 import json
 import math
+import random
 import signal
 import sys
 import threading
@@ -62,6 +63,11 @@ class EurekaConfig:
     fail_status: int | None = None
     delay: float = 0.0
     replication_delay: float = 0.5
+    replication_loss: float = 0.0  # share of replication calls dropped (a peer unreachable)
+    # A plain Netflix server that synced 0 instances at start refuses registry reads with 403
+    # for 5 minutes (NE PeerAwareInstanceRegistryImpl.shouldAllowAccess; Spring Cloud's
+    # defaultOpenForTrafficCount avoids it).
+    access_gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -546,6 +552,8 @@ class Api:
             raise HttpError(404)
         if parts[:1] != ["apps"]:
             raise HttpError(404)
+        if self.config.access_gate and method == "GET" and (len(parts) <= 2 or parts[1] == "delta"):
+            raise HttpError(403)
         if len(parts) == 1 and method == "GET":
             return self._cached("apps", headers, json_wanted)
         if parts[1:] == ["delta"] and method == "GET":
@@ -813,6 +821,7 @@ class EurekaEmulator(LoopbackServer):
         self._server.api = self.api
         self._server.emulator = self
         self._replicator = httpx.Client(timeout=2.0, trust_env=False)
+        self._random = random.Random(7)
 
     def stop(self) -> None:
         super().stop()
@@ -849,7 +858,7 @@ class EurekaEmulator(LoopbackServer):
             headers["Authorization"] = f"Basic {token}"
 
         def send(peer: EurekaEmulator) -> None:
-            if self._stop.is_set():
+            if self._stop.is_set() or self._random.random() < self.config.replication_loss:
                 return
             try:
                 self._replicator.request(

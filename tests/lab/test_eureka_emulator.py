@@ -437,3 +437,26 @@ def test_py_eureka_client_registers_heartbeats_and_reads_xml(http: httpx.Client)
         # Our own reading of the same record agrees.
         live = http.get(f"{e.url}apps/PYAPP/py-1:pyapp:9090", headers=JSON).json()["instance"]
         assert live["status"] == "OUT_OF_SERVICE"
+
+
+def test_access_gate_refuses_registry_reads(clock: Clock, http: httpx.Client) -> None:
+    """The plain-Netflix start-up gate: 403 on apps, apps/delta and apps/{APP}; live reads work."""
+    with EurekaEmulator(EurekaConfig(access_gate=True), clock=clock) as e:
+        register(http, e)
+        for path in ("apps", "apps/delta", "apps/ORDERS"):
+            assert http.get(f"{e.url}{path}", headers=JSON).status_code == 403
+        assert http.get(f"{e.url}apps/ORDERS/{ID}", headers=JSON).status_code == 200
+
+
+def test_lost_replication_leaves_the_peer_behind(http: httpx.Client) -> None:
+    """With every replication call lost, a status change stays on the server that took it:
+    why the agent writes to every server itself."""
+    config = EurekaConfig(read_only_cache=False, replication_delay=0.01, replication_loss=1.0)
+    with EurekaEmulator(config) as a, EurekaEmulator(EurekaConfig(read_only_cache=False)) as b:
+        a.add_peer(b)
+        for server in (a, b):
+            register(http, server)
+        http.put(f"{a.url}apps/ORDERS/{ID}/status", params={"value": "OUT_OF_SERVICE"})
+        time.sleep(0.2)
+        assert a.override(ID) == "OUT_OF_SERVICE"
+        assert b.override(ID) is None
