@@ -364,6 +364,8 @@ def status(**flags: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
 def check(as_json: bool, **flags: Any) -> None:
     """Preflight: config, registry login, instance, actuator, signals, grace arithmetic."""
+    import logging
+
     from agent import check as checks
     from agent import config, logs, wiring
     from agent.deadline import Deadline, SystemClock
@@ -375,7 +377,8 @@ def check(as_json: bool, **flags: Any) -> None:
         findings = [checks.Finding("config", "fail", str(exc))]
         _print_findings(findings, as_json)
         sys.exit(EXIT_CONFIG)
-    logs.configure(log_format=cfg.log_format, to_pid1=False)
+    # The findings are the output: log lines only for what they cannot say.
+    logs.configure(log_format=cfg.log_format, to_pid1=False, level=logging.ERROR)
     findings = [checks.Finding("config", "ok", f"valid; {cfg.registry} instance {cfg.instance}")]
     clock = SystemClock()
     deadline = Deadline.after(clock, cfg.budget)

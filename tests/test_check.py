@@ -311,3 +311,16 @@ def test_check_against_eureka() -> None:
             assert "--budget 109 and terminationGracePeriodSeconds: 114" in short.stdout
         finally:
             app.kill()
+
+
+@pytest.mark.slow
+def test_output_is_only_the_findings(nacos: NacosEmulator, app_port: int) -> None:
+    """stdout and stderr together: one line per finding plus the count, no log lines."""
+    result = CliRunner().invoke(
+        cli,
+        ["check", "--grace", "55"],
+        env={**agent_env(nacos.addr, app_port), "PRESTOP_BUDGET": "50"},
+    )
+    lines = result.output.splitlines()
+    assert all(line.split(None, 1)[0] in ("ok", "warn", "fail", "check:") for line in lines), lines
+    assert lines[-1].startswith("check: 8 ok")
