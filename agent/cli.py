@@ -392,6 +392,8 @@ def check(as_json: bool, **flags: Any) -> None:
     finally:
         registry_http.close()
         app_http.close()
+        # Logging is process-wide: leave it as every other command sets it up.
+        logs.configure(log_format=cfg.log_format, to_pid1=False)
     findings += checks.grace_findings(
         checks.grace_needs(cfg, registry.name),
         budget=cfg.budget,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from tests.fakes import FakeClock
 
@@ -20,6 +22,13 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
     # Tests must never write into the test runner's PID 1 stdout.
     monkeypatch.setenv("PRESTOP_LOG_TO_PID1", "false")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Commands run in-process configure structlog for the whole process: undo it after."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(name="clock")
