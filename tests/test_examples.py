@@ -103,6 +103,10 @@ def _budget(container: dict[str, Any], argv: list[str]) -> float:
     return DEFAULT_BUDGET_S
 
 
+EUREKA_ENV = "EUREKA_CLIENT_SERVICEURL_DEFAULTZONE"
+LOOPBACK_EUREKA = "http://eureka:placeholder@127.0.0.1:8761/eureka/"
+
+
 def _pod_env(container: dict[str, Any]) -> dict[str, str]:
     """The container's env as the process would see it, with Nacos pointed at loopback."""
     env = {}
@@ -113,7 +117,10 @@ def _pod_env(container: dict[str, Any]) -> dict[str, str]:
             env[var["name"]] = FAKE_SECRET
         elif var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
             env[var["name"]] = FAKE_POD_IP
-    env["NACOS_SERVER_ADDR"] = LOOPBACK_NACOS
+    if EUREKA_ENV in env:
+        env[EUREKA_ENV] = LOOPBACK_EUREKA  # the Secret's value: service URLs with credentials
+    else:
+        env["NACOS_SERVER_ADDR"] = LOOPBACK_NACOS
     env["PRESTOP_LOG_TO_PID1"] = "false"
     return env
 
@@ -139,12 +146,13 @@ def test_yamllint_strict_clean(path: Path, yamllint_config: YamlLintConfig) -> N
 
 
 def test_examples_exist() -> None:
-    """The directory has the four Deployments and the Secrets (a glob matching nothing proves nothing)."""
+    """The directory has the five Deployments and the Secrets (a glob matching nothing proves nothing)."""
     assert set(DEPLOYMENTS) == {
         "a-exec-baked-in.yaml",
         "b-init-copy.yaml",
         "c-sidecar.yaml",
         "d-native-sidecar.yaml",
+        "e-eureka-exec.yaml",
     }
     assert (EXAMPLES / "secret.yaml") in MANIFESTS
 
@@ -227,7 +235,7 @@ SIDECARS = [
 
 
 def test_every_mode_is_covered() -> None:
-    assert len(EXEC_HOOKS) == 2
+    assert len(EXEC_HOOKS) == 3  # a, b, and e (Eureka)
     assert len(SIDECARS) == 2
 
 
@@ -324,9 +332,19 @@ def test_budget_passes_the_preflight_arithmetic(name: str) -> None:
     """Every example's --budget and grace period pass `prestop check`'s grace findings."""
     from agent.check import GraceNeeds, exit_code, grace_findings
 
-    needs = GraceNeeds(staleness=35.5, quiet=6.9, shutdown=5.0)  # Nacos defaults
     grace = float(_pod(DEPLOYMENTS[name])["terminationGracePeriodSeconds"])
     for container, argv in _agent_runs(DEPLOYMENTS[name]):
+        eureka = any(v["name"] == EUREKA_ENV for v in container.get("env", []))
+        # The defaults `prestop check` plans with: Nacos 35.5 s or Eureka 95 s of staleness.
+        needs = GraceNeeds(staleness=95.0 if eureka else 35.5, quiet=6.9, shutdown=5.0)
         budget = _budget(container, argv)
-        findings = grace_findings(needs, budget=budget, max_wait=60, grace=grace)
+        max_wait = 105 if eureka else 60  # the registry's default --max-wait
+        findings = grace_findings(needs, budget=budget, max_wait=max_wait, grace=grace)
         assert exit_code(findings) == 0, [f.line() for f in findings]
+
+
+def test_eureka_service_url_comes_from_a_secret() -> None:
+    """The Eureka URLs may carry user:password@: example (e) reads them from a Secret."""
+    (container, _), *_ = _exec_prestops(DEPLOYMENTS["e-eureka-exec.yaml"])
+    (var,) = [v for v in container["env"] if v["name"] == EUREKA_ENV]
+    assert "secretKeyRef" in var["valueFrom"]
