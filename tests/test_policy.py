@@ -168,3 +168,23 @@ def test_sparse_late_traffic_needs_a_longer_silence() -> None:
         state = observe(state, Sample(float(i), float(i), 0.0), float(i))
     assert quiet_window(config, state) > 5.0
     assert decide(config, state, 6.5).action == "wait"
+
+
+def test_quiet_window_is_compared_without_rounding_early() -> None:
+    """Found by hypothesis: 1.0 + 1/3 - 4/3 rounds to 0 although only 1/3 - 1 ulp has passed."""
+    config = DrainConfig(min_wait=0.0, max_wait=2.0, quiet_window=1 / 3, poll_interval=1.0)
+    state = DrainState(
+        started=0.0,
+        deadline=2.0,
+        settled=True,
+        last_requests=1.0,
+        quiet_since=1.0,
+        in_flight=None,
+        good_samples=3,
+        failed_samples=0,
+        requests_seen=1.0,
+        quiet_window=1 / 3,
+    )
+    now = 4 / 3
+    assert now - state.quiet_since < 1 / 3
+    assert decide(config, state, now).action == "wait"

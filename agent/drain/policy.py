@@ -163,8 +163,10 @@ def decide(config: DrainConfig, state: DrainState, now: float) -> Decision:
         return Decision("wait", "signal_unreadable", poll)
     if state.in_flight is not None and state.in_flight > 0:
         return Decision("wait", "in_flight", poll)
-    min_until = state.started + config.min_wait - now
-    quiet_until = state.quiet_since + quiet_window(config, state) - now
+    # Elapsed time first, then the comparison: `since + window - now` can round to 0 a few
+    # ulps before the window has really passed.
+    min_until = config.min_wait - (now - state.started)
+    quiet_until = quiet_window(config, state) - (now - state.quiet_since)
     if state.last_requests is None:
         quiet_until = 0.0  # only in-flight is known: quiet means nothing in flight
     if min_until <= 0 and quiet_until <= 0:

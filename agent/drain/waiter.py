@@ -36,6 +36,7 @@ class DrainResult:
 
 
 MIN_RATE_SPAN = 0.2  # seconds; a shorter baseline says nothing about the rate
+MIN_PAUSE = 0.001  # seconds
 
 
 def take_sample(
@@ -132,4 +133,6 @@ def wait_for_drain(
         if decision.reason != last_reason:
             log.info("drain_waiting", reason=decision.reason, in_flight=state.in_flight)
             last_reason = decision.reason
-        clock.sleep(min(decision.sleep, deadline.remaining()) if decision.sleep > 0 else 0.01)
+        pause = min(decision.sleep, deadline.remaining()) if decision.sleep > 0 else 0.01
+        # At least 1 ms: a pause of a few ulps would not move a clock on which `now` is large.
+        clock.sleep(max(MIN_PAUSE, pause))
