@@ -425,15 +425,24 @@ def install_cmd(dest: Path) -> None:
     sys.exit(EXIT_OK)
 
 
-def _register_lab() -> None:
-    try:
-        from agent.lab.cli import lab
-    except ImportError:  # the standalone binary leaves the lab out
-        return
-    cli.add_command(lab)
+def _register_plugins() -> None:
+    """Add the commands other distributions offer (the lab's ``prestop lab``), if installed.
+
+    The agent never imports them by name: its wheel, images and binary carry none of their code.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="prestop.commands"):
+        try:
+            command = entry.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the agent
+            click.echo(f"prestop: warning: plugin {entry.name!r} not loaded: {exc}", err=True)
+            continue
+        if isinstance(command, click.Command):
+            cli.add_command(command, name=entry.name)
 
 
-_register_lab()
+_register_plugins()
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -22,7 +22,6 @@ log = get_logger()
 class Triggered:
     how: str  # "actuator", "signal", "none"
     detail: str
-    already_stopped: bool = False
 
 
 class ShutdownAction(Protocol):
@@ -49,7 +48,7 @@ class ActuatorShutdown:
             response = self._http.post(self.url, timeout=timeout)
         except httpx.ConnectError:
             # Nothing listens any more: the app is already down (hooks can run twice).
-            return Triggered("actuator", "connection refused: already stopped", True)
+            return Triggered("actuator", "connection refused: already stopped")
         except httpx.TransportError as exc:
             raise ShutdownError(f"POST {self.url} failed: {type(exc).__name__}") from None
         if response.status_code == 404:
@@ -93,7 +92,7 @@ class SignalShutdown:
     def trigger(self, deadline: Deadline) -> Triggered:
         pids = find_pids(self.target)
         if not pids:
-            return Triggered("signal", f"no process matches {self.target!r}: already stopped", True)
+            return Triggered("signal", f"no process matches {self.target!r}: already stopped")
         sent: list[int] = []
         for pid in pids:
             try:
@@ -107,7 +106,7 @@ class SignalShutdown:
                     "process namespace (shareProcessNamespace: true)"
                 ) from None
         if not sent:
-            return Triggered("signal", f"{self.target!r} exited before the signal", True)
+            return Triggered("signal", f"{self.target!r} exited before the signal")
         return Triggered("signal", f"{signal.Signals(self.sig).name} to PID {sent}")
 
 

@@ -160,8 +160,7 @@ class Sidecar:
             reasons.append("app_not_healthy")
         try:
             # Readiness may differ from the take-out's confirmation (Eureka: listed UP).
-            serving = getattr(self.registry, "serving", self.registry.visible_to_consumers)
-            if not serving(deadline):
+            if not self.registry.serving(deadline):
                 reasons.append("not_visible_to_consumers")
         except AgentError as exc:
             reasons.append(f"registry_error: {type(exc).__name__}")

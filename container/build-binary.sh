@@ -7,7 +7,7 @@
 # so it works with readOnlyRootFilesystem (shared/docs/packaging-notes.md §1.1, §1.4).
 # The bundle carries libpython but not glibc: it runs on glibc as new as the build machine's,
 # which is why the image build does this inside an old-glibc builder (Dockerfile.agent).
-# The lab is left out: it starts Python subprocesses, which a frozen binary cannot. So is
+# The lab is its own distribution and never part of it. Left out too:
 # httpx's own command line, which would pull in pygments (1.8 MB).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,8 +17,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$python" -m PyInstaller --onedir --strip --noconfirm --clean --log-level WARN \
     --name prestop --distpath "$out" --workpath "$work/build" --specpath "$work" \
-    --paths "$root" --exclude-module agent.lab \
+    --paths "$root" \
     --exclude-module tkinter --exclude-module pydoc \
     --exclude-module httpx._main --exclude-module pygments --exclude-module rich \
-    "$root/container/entry.py"
+    "$root/agent/__main__.py"
 "$out/prestop/prestop" --version

@@ -65,6 +65,9 @@ class FakeRegistry:
             return True
         return self.clock.now() - self.taken_out_at < self.invisible_after
 
+    def serving(self, deadline: Deadline) -> bool:
+        return self.visible_to_consumers(deadline)
+
     def status(self, deadline: Deadline) -> dict[str, Any]:
         return {}
 

@@ -222,7 +222,9 @@ def test_scratch_image_with_buildah_installs_into_an_app_without_python(bundle: 
     """buildah (vfs, chroot) builds the FROM-scratch agent image; its entrypoint installs the
     binary into a shared folder, and an image with glibc but no Python runs the copy."""
     if shutil.which("buildah") is None:
-        pytest.skip("buildah is not installed (.ci/system-deps installs it when run as root)")
+        pytest.fail(
+            "buildah is not installed: run `sh .ci/system-deps` as root (apt-get install buildah)"
+        )
     result = subprocess.run(
         ["bash", str(ROOT / "container" / "build-scratch-image.sh"), str(bundle)],
         capture_output=True,
@@ -235,3 +237,24 @@ def test_scratch_image_with_buildah_installs_into_an_app_without_python(bundle: 
     assert "prestop, version" in result.stdout
     assert '"dry_run_plan"' in result.stderr  # logs go to stderr
     assert result.stdout.rstrip().endswith("SCRATCH_IMAGE_OK")
+
+
+def test_agent_wheel_has_no_lab_code(tmp_path: Path) -> None:
+    """The lab is its own distribution: the agent's wheel ships none of it."""
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "agent", src / "agent", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "lab", src / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(src)],
+        check=True,
+        timeout=240,
+    )
+    (wheel,) = tmp_path.glob("prestop_agent-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "agent/cli.py" in names
+    assert [n for n in names if "lab" in n or "emulator" in n or "demo_app" in n] == []

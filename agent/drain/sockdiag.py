@@ -151,15 +151,6 @@ class KernelSocketSignal:
         self._seen = current
         return Reading(requests=float(self._arrivals), in_flight=float(in_flight))
 
-    @staticmethod
-    def available() -> tuple[bool, str]:  # pragma: no cover - used by tests and diagnostics
-        """Whether netlink sock_diag can be read here, and why not."""
-        try:
-            list(_diag_sockets())
-        except SignalUnavailable as exc:
-            return False, str(exc)
-        return True, ""
-
 
 class CombinedSignal:
     """Several signals as one: activity in any is activity; in flight is the largest.

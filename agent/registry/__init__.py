@@ -69,6 +69,10 @@ class Registry(Protocol):
 
     def visible_to_consumers(self, deadline: Deadline) -> bool: ...
 
+    def serving(self, deadline: Deadline) -> bool:
+        """Consumers can reach the instance (readiness; Eureka: they fetch it UP)."""
+        ...
+
     def status(self, deadline: Deadline) -> dict[str, Any]: ...
 
     def after_stop(self, deadline: Deadline) -> str | None:

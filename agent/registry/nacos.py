@@ -234,9 +234,6 @@ class NacosHttp:
         log.info("registry_version_detected", version=self.server.version, major=self.server.major)
         return self.server
 
-    def forget_version(self) -> None:
-        self.server = None
-
 
 class NacosRegistry:
     """Takes one instance out of service and back; reads it as consumers and admins see it."""

@@ -8,12 +8,12 @@ import time
 import httpx
 
 from agent.drain.signals import reading_from_prometheus
-from agent.lab.consumer import Consumer, ConsumerConfig
-from agent.lab.demo import start_app
-from agent.lab.demo_app import AppConfig, DemoApp
-from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
-from agent.lab.procs import free_port, wait_for
 from agent.shutdown import port_open
+from prestop_lab.consumer import Consumer, ConsumerConfig
+from prestop_lab.demo import start_app
+from prestop_lab.demo_app import AppConfig, DemoApp
+from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from prestop_lab.procs import free_port, wait_for
 
 
 def test_prometheus_counts_business_requests_and_in_flight() -> None:

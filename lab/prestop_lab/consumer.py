@@ -114,7 +114,7 @@ class Consumer:
             self._start_management()
         self._started = time.monotonic()
         if self.config.registry == "eureka":
-            from agent.lab.eureka_client import EurekaFetcher
+            from prestop_lab.eureka_client import EurekaFetcher
 
             self._fetcher = EurekaFetcher(self.config.eureka_url, self.config.service)
             self._fetch_once()
@@ -384,7 +384,7 @@ class Consumer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m agent.lab.consumer")
+    p = argparse.ArgumentParser(prog="python -m prestop_lab.consumer")
     p.add_argument("--nacos-url", required=True)
     p.add_argument("--service", required=True)
     p.add_argument("--api", choices=["v1", "v3"], default="v1")

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.lab import procs
-from agent.lab.consumer import Consumer, ConsumerConfig
-from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from prestop_lab import procs
+from prestop_lab.consumer import Consumer, ConsumerConfig
+from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
 
 SERVICE = "demo"
 LAB_USER, LAB_PASSWORD = "nacos", "lab-only-password"
@@ -73,7 +73,7 @@ def start_app(nacos_addr: str | None, port: int, latency_ms: float, *extra: str)
     app = procs.start(
         f"app-{port}",
         procs.python_module(
-            "agent.lab.demo_app",
+            "prestop_lab.demo_app",
             "--port",
             str(port),
             *registration,

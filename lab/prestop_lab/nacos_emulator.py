@@ -36,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from agent.lab.loopback import LoopbackServer
+from prestop_lab.loopback import LoopbackServer
 
 Flavour = Literal["1.x", "2.x", "3.x"]
 DEFAULT_VERSIONS = {"1.x": "1.4.8", "2.x": "2.5.1", "3.x": "3.0.3"}
@@ -1117,7 +1117,7 @@ class NacosEmulator(LoopbackServer):
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m agent.lab.nacos_emulator")
+    parser = argparse.ArgumentParser(prog="python -m prestop_lab.nacos_emulator")
     parser.add_argument("--port", type=int, default=8848)
     parser.add_argument("--flavour", choices=["1.x", "2.x", "3.x"], default="2.x")
     parser.add_argument("--auth", action="store_true")

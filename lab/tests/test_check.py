@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from agent.check import GraceNeeds, exit_code, grace_findings
 from agent.cli import cli
-from agent.lab import procs
-from agent.lab.demo import start_app
-from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from prestop_lab import procs
+from prestop_lab.demo import start_app
+from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
 
 # --- the grace arithmetic (pure) ---
 
@@ -288,7 +288,7 @@ def test_eureka_staleness_needs_a_longer_budget() -> None:
 @pytest.mark.slow
 def test_check_against_eureka() -> None:
     """The same preflight with --registry eureka: every finding ok with a budget for Eureka."""
-    from agent.lab.eureka_emulator import EurekaConfig, EurekaEmulator
+    from prestop_lab.eureka_emulator import EurekaConfig, EurekaEmulator
 
     with EurekaEmulator(EurekaConfig(read_only_cache=False)) as eureka:
         port = procs.free_port()

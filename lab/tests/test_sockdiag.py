@@ -11,11 +11,8 @@ import pytest
 from agent.deadline import Deadline, SystemClock
 from agent.drain.signals import Reading, SignalUnavailable
 from agent.drain.sockdiag import CombinedSignal, Conn, KernelSocketSignal
-from agent.lab import procs
-from agent.lab.demo import start_app
-
-OK, WHY = KernelSocketSignal.available()
-needs_netlink = pytest.mark.skipif(not OK, reason=f"netlink sock_diag unavailable: {WHY}")
+from prestop_lab import procs
+from prestop_lab.demo import start_app
 
 
 def dl() -> Deadline:
@@ -30,7 +27,6 @@ def fixture_app_port() -> Iterator[int]:
     app.kill()
 
 
-@needs_netlink
 def test_arrivals_keepalive_and_in_flight(app_port: int) -> None:
     """New requests count, also on a kept-alive connection; idle is quiet; slow is in flight."""
     signal = KernelSocketSignal(app_port, exclude_own=False)
@@ -53,7 +49,6 @@ def test_arrivals_keepalive_and_in_flight(app_port: int) -> None:
         assert signal.read(dl()).in_flight == 0
 
 
-@needs_netlink
 def test_own_connections_are_left_out(app_port: int) -> None:
     """The agent's own requests to the port (its metric scrapes) are not traffic."""
     signal = KernelSocketSignal(app_port)

@@ -11,10 +11,10 @@ from structlog.testing import capture_logs
 from agent.config import NacosSettings, ServerAddress
 from agent.consumers import ConsumerView
 from agent.deadline import Deadline, SystemClock
-from agent.lab.consumer import Consumer, ConsumerConfig
-from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
-from agent.lab.procs import wait_for
 from agent.registry.nacos import NacosHttp, NacosRegistry
+from prestop_lab.consumer import Consumer, ConsumerConfig
+from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from prestop_lab.procs import wait_for
 
 
 @pytest.mark.parametrize("flavour", ["2.x", "3.x"])

@@ -20,11 +20,11 @@ import pytest
 from agent.config import EurekaServer, EurekaSettings
 from agent.deadline import Deadline, SystemClock
 from agent.exceptions import AuthError, InstanceNotFound, RegistryUnavailable
-from agent.lab import procs
-from agent.lab.demo import start_app
-from agent.lab.eureka_client import EurekaInstance
-from agent.lab.eureka_emulator import EurekaConfig, EurekaEmulator
 from agent.registry.eureka import EurekaRegistry, as_list, instances_in, overridden, port_of
+from prestop_lab import procs
+from prestop_lab.demo import start_app
+from prestop_lab.eureka_client import EurekaInstance
+from prestop_lab.eureka_emulator import EurekaConfig, EurekaEmulator
 
 APP = "ORDERS"
 

@@ -11,7 +11,7 @@ What it imitates, because the agent relies on it:
   deregisters (Spring Cloud's ``AbstractAutoServiceRegistration`` does it on close);
 * registration through the emulator's lab API, owned by this process like a gRPC client.
 
-Run: ``python -m agent.lab.demo_app --port 8080 --nacos-addr 127.0.0.1:8848 --service demo``.
+Run: ``python -m prestop_lab.demo_app --port 8080 --nacos-addr 127.0.0.1:8848 --service demo``.
 """
 
 from __future__ import annotations
@@ -309,7 +309,7 @@ class DemoApp:
         if self.config.nacos_addr:
             self._register()
         if self.config.eureka_url:
-            from agent.lab.eureka_client import EurekaInstance
+            from prestop_lab.eureka_client import EurekaInstance
 
             self._eureka = EurekaInstance(
                 self.config.eureka_url,
@@ -380,7 +380,7 @@ class DemoApp:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m agent.lab.demo_app")
+    p = argparse.ArgumentParser(prog="python -m prestop_lab.demo_app")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--management-port", type=int)

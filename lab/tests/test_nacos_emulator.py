@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
 
 IDS = {"serviceName": "orders", "groupName": "DEFAULT_GROUP", "ip": "10.0.0.5", "port": "8080"}
 

@@ -11,8 +11,8 @@ import pytest
 from agent.config import NacosSettings, ServerAddress
 from agent.deadline import Deadline, SystemClock
 from agent.exceptions import AuthError, InstanceNotFound, RegistryUnavailable
-from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
 from agent.registry.nacos import NacosHttp, NacosRegistry
+from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
 
 SERVICE, IP, PORT = "orders", "10.0.0.5", 8080
 PUSHED = 0.15

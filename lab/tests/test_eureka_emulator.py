@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from agent.lab import procs
-from agent.lab.eureka_emulator import EurekaConfig, EurekaEmulator
+from prestop_lab import procs
+from prestop_lab.eureka_emulator import EurekaConfig, EurekaEmulator
 
 JSON = {"Accept": "application/json"}
 ID = "orders-7d9c-x2k4q:orders:8080"

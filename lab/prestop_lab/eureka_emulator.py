@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
-from agent.lab.loopback import LoopbackServer
+from prestop_lab.loopback import LoopbackServer
 
 STATUSES = ("UP", "DOWN", "STARTING", "OUT_OF_SERVICE", "UNKNOWN")
 REPLICATION_HEADER = "x-netflix-discovery-replication"
@@ -942,7 +942,7 @@ class EurekaEmulator(LoopbackServer):
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m agent.lab.eureka_emulator")
+    parser = argparse.ArgumentParser(prog="python -m prestop_lab.eureka_emulator")
     parser.add_argument("--port", type=int, default=8761)
     parser.add_argument("--cache-interval", type=float, default=30.0)
     parser.add_argument("--no-read-only-cache", action="store_true")

@@ -17,11 +17,11 @@ import pytest
 
 from agent import config, wiring
 from agent.deadline import Deadline
-from agent.lab import procs
-from agent.lab.demo_app import AppConfig, DemoApp
-from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
 from agent.registry import InstanceState
 from agent.sidecar import Sidecar, WarmupConfig, make_server, warmup_weight
+from prestop_lab import procs
+from prestop_lab.demo_app import AppConfig, DemoApp
+from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
 from tests.fakes import FakeClock
 
 TOKEN = "s3cret-token"
@@ -221,7 +221,7 @@ def test_sigterm_during_a_drain_does_not_cut_it_short(nacos: NacosEmulator) -> N
     app = procs.start(
         "app",
         procs.python_module(
-            "agent.lab.demo_app",
+            "prestop_lab.demo_app",
             "--port",
             str(app_port),
             "--nacos-addr",
@@ -288,7 +288,7 @@ def test_eureka_sidecar_repairs_a_predecessors_override_and_drains() -> None:
     """A new pod inherits the old pod's OUT_OF_SERVICE override (same instance id): the sidecar
     removes it at start-up, /readyz turns true once consumers can fetch it UP, and /prestop
     takes it out, stops the app and cancels the lease."""
-    from agent.lab.eureka_emulator import EurekaConfig, EurekaEmulator
+    from prestop_lab.eureka_emulator import EurekaConfig, EurekaEmulator
 
     with EurekaEmulator(EurekaConfig(cache_update_interval=0.3)) as eureka:
         app = DemoApp(AppConfig(port=procs.free_port(), latency_ms=1))

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.lab import procs
-from agent.lab.demo import DemoSettings, run_demo, start_app
-from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from prestop_lab import procs
+from prestop_lab.demo import DemoSettings, run_demo, start_app
+from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
 
 pytestmark = pytest.mark.slow
 

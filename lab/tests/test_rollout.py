@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.lab.rollout import RolloutSettings, run_rollout
+from prestop_lab.rollout import RolloutSettings, run_rollout
 
 pytestmark = pytest.mark.slow
 

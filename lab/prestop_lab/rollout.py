@@ -25,11 +25,11 @@ from typing import Any
 
 import httpx
 
-from agent.lab import procs
-from agent.lab.consumer import Consumer, ConsumerConfig, Record
-from agent.lab.demo import SERVICE, agent_env, start_app, summary_line
-from agent.lab.nacos_emulator import EmulatorConfig, NacosEmulator
 from agent.shutdown import port_open
+from prestop_lab import procs
+from prestop_lab.consumer import Consumer, ConsumerConfig, Record
+from prestop_lab.demo import SERVICE, agent_env, start_app, summary_line
+from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
 
 STRATEGIES = ("none", "sleep", "agent")
 TOKEN = "lab-sidecar-token"
@@ -107,6 +107,8 @@ class RolloutResult:
     errors_by_kind: dict[str, int]
     rollout_s: float
     pods: list[PodResult] = field(default_factory=list)
+    # Every request the consumers made, for the timeline picture; not written to the JSON.
+    records: list[Record] = field(default_factory=list, repr=False)
 
     @property
     def worst_ratio(self) -> float | None:
@@ -187,7 +189,7 @@ class EurekaLab:
     name = "eureka"
 
     def __init__(self, s: RolloutSettings) -> None:
-        from agent.lab.eureka_emulator import EurekaConfig, EurekaEmulator
+        from prestop_lab.eureka_emulator import EurekaConfig, EurekaEmulator
 
         self.s = s
         self.emulator = EurekaEmulator(
@@ -432,16 +434,12 @@ def run_rollout(settings: RolloutSettings) -> RolloutResult:
                 hook_overhead_s=kubelet.overhead_s.get(port_of(instance)),
             )
         )
-    result_records[name] = records
+    result.records = records
     return result
 
 
 def port_of(instance: str) -> int:
     return int(instance.rsplit(":", 1)[1])
-
-
-# The last run's request records per strategy, for the timeline picture.
-result_records: dict[str, list[Record]] = {}
 
 
 def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
@@ -489,7 +487,11 @@ def write_json(results: list[RolloutResult], settings: RolloutSettings, path: Pa
     doc = {
         "settings": asdict(settings),
         "results": [
-            {**asdict(r), "worst_ratio": r.worst_ratio, "pods": [asdict(p) for p in r.pods]}
+            {
+                **{k: v for k, v in asdict(r).items() if k != "records"},
+                "worst_ratio": r.worst_ratio,
+                "pods": [asdict(p) for p in r.pods],
+            }
             for r in results
         ],
     }

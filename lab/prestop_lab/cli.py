@@ -28,7 +28,7 @@ def lab(
     """Run the preStop demo: emulator, two app instances, a consumer, and `prestop drain`."""
     if ctx.invoked_subcommand is not None:
         return
-    from agent.lab.demo import DemoSettings, render, run_demo, write_json
+    from prestop_lab.demo import DemoSettings, render, run_demo, write_json
 
     settings = DemoSettings(
         flavour=flavour, auth=auth, rate=rate, staleness=staleness, budget=budget
@@ -76,11 +76,10 @@ def rollout(
     out: Path,
 ) -> None:
     """Benchmark a rolling update: no preStop, a fixed sleep, and the agent."""
-    from agent.lab.rollout import (
+    from prestop_lab.rollout import (
         STRATEGIES,
         RolloutSettings,
         render,
-        result_records,
         run_rollout,
         write_json,
         write_svg,
@@ -104,7 +103,7 @@ def rollout(
         result = run_rollout(settings)
         results.append(result)
         write_svg(
-            result_records[result.strategy],
+            result.records,
             out / f"rollout-{result.strategy}.svg",
             f"rollout, strategy {result.strategy}",
         )
@@ -113,3 +112,8 @@ def rollout(
     click.echo(f"wrote {out / 'rollout.json'} and {out}/rollout-*.svg")
     ok = all(r.errors == 0 for r in results if r.strategy.startswith("agent"))
     sys.exit(0 if ok else 1)
+
+
+def main() -> None:
+    """``prestop-lab``: the lab without going through the agent's command."""
+    lab(prog_name="prestop-lab")
