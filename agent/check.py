@@ -25,7 +25,7 @@ Level = Literal["ok", "warn", "fail"]
 
 # How long after the take-out a consumer may still route to us, when nobody says otherwise.
 # Nacos: push ~0.5 s, then Spring Cloud LoadBalancer's 35 s cache. Eureka: server cache tick
-# + client fetch + load-balancer cache, ~95 s worst case (eureka-server-behaviour.md §5.4).
+# + client fetch + load-balancer cache, ~95 s worst case (docs/eureka.md#worst-case-staleness).
 DEFAULT_STALENESS = {"nacos": 35.5, "eureka": 95.0}
 # Slack for HTTP calls and scheduling inside the budget, and after the hook for kubelet's
 # SIGTERM and the container's exit.

@@ -4,7 +4,7 @@
 #   container/build-binary.sh [OUT]        (default OUT: dist/)
 #
 # One-folder, not one-file: it starts faster (nothing to unpack) and needs no writable /tmp,
-# so it works with readOnlyRootFilesystem (shared/docs/packaging-notes.md §1.1, §1.4).
+# so it works with readOnlyRootFilesystem (docs/packaging.md#one-folder-vs-one-file).
 # The bundle carries libpython but not glibc: it runs on glibc as new as the build machine's,
 # which is why the image build does this inside an old-glibc builder (Dockerfile.agent).
 # The lab is its own distribution and never part of it. Left out too:

@@ -5,7 +5,7 @@
 #   container/build-scratch-image.sh BUNDLE_DIR [OCI_ARCHIVE]
 #
 # BUNDLE_DIR is build-binary.sh's OUT/prestop. The image gets the bundle plus the glibc files
-# the bundle loads (shared/docs/packaging-notes.md §1.2: libpython needs libm, librt, libutil
+# the bundle loads (docs/packaging.md#libraries-the-bundle-loads: libpython needs libm, librt, libutil
 # besides what the bootloader links; the bootloader itself links libz). Then, as kubelet would: the agent image installs itself
 # into a shared folder, and an "app" image with glibc but no Python runs the copy.
 set -euo pipefail

@@ -1,6 +1,6 @@
 """Eureka: take the instance ``OUT_OF_SERVICE`` on every server, confirm, cancel after stop.
 
-Follows the agent recommendations of ``shared/docs/eureka-server-behaviour.md`` §9; comments
+Follows the agent recommendations of ``docs/eureka.md`` (what the agent does); comments
 cite Netflix/eureka (``NE v2.0.6:<file>``) where a step depends on a server behaviour.
 
 * Every server gets the write directly: a status update that a peer misses is not repaired by
@@ -41,7 +41,7 @@ UP = "UP"
 
 
 def as_list(value: Any) -> list[Any]:
-    """Jackson writes arrays; XStream-era servers write a single object (§3.3)."""
+    """Jackson writes arrays; XStream-era servers write a single object (docs/eureka.md#lists-array-or-single-object)."""
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
@@ -334,14 +334,14 @@ class EurekaRegistry:
 
     def _put_status(self, server: EurekaServer, path: str, deadline: Deadline) -> None:
         for attempt in (1, 2):
-            # Exact upper-case value, no lastDirtyTimestamp (§9.4).
+            # Exact upper-case value, no lastDirtyTimestamp (docs/eureka.md#taking-the-instance-out).
             r = self._call(server, "PUT", path, deadline, params={"value": OUT_OF_SERVICE})
             if r.status_code == 200:
                 return
             if r.status_code == 404:
                 raise InstanceNotFound(f"PUT {server}{path} -> 404: the lease is gone")
             if r.status_code >= 500 and attempt == 1:
-                # 500 is a bad value or a race inside the server (§2 table): once more.
+                # 500 is a bad value or a race inside the server (docs/eureka.md#status-codes): once more.
                 continue
             raise RegistryRejected(f"PUT {server}{path} -> HTTP {r.status_code}")
 
@@ -412,7 +412,7 @@ class EurekaRegistry:
         """Remove our override so the instance is UP again, never leaving it UNKNOWN.
 
         ``DELETE .../status?value=UP`` drops the override and sets UP at once; without a
-        value the status would be UNKNOWN until the next heartbeat (§4.3). When the status is
+        value the status would be UNKNOWN until the next heartbeat (docs/eureka.md#putting-the-instance-back). When the status is
         OUT_OF_SERVICE with no override (rule 3 keeps it), a PUT UP creates one to delete.
         """
         instance_id = self.resolve_id(deadline)

@@ -1,6 +1,6 @@
 """Nacos over its HTTP OpenAPI (1.x, 2.x and 3.x), with httpx.
 
-How each server version is driven (facts in ``shared/docs/nacos-server-behaviour.md``):
+How each server version is driven (facts in ``docs/nacos.md``):
 
 * 2.x: ``PATCH /v1/ns/instance`` with ``enabled`` and the current weight. PATCH needs the instance
   to exist and leaves metadata alone; a first PATCH starts from an ops record whose weight is 1.0,
@@ -38,7 +38,7 @@ from agent.registry import InstanceState, TakeOut
 log = get_logger()
 
 # Statuses after which another server of the cluster may do better (gateway/proxy or a node
-# that is starting: "server is DOWNnow", N 2.5.1:core/.../web/TrafficReviseFilter.java).
+# that is starting: "server is DOWNnow", N 2.5.1:naming/.../naming/web/TrafficReviseFilter.java).
 _FAILOVER_STATUSES = frozenset({502, 503, 504})
 _TOKEN_REFRESH_MARGIN = 0.9  # log in again after 90 % of tokenTtl
 _BODY_SNIPPET = 200

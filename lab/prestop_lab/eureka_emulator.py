@@ -1,6 +1,6 @@
 """A Eureka server emulator for the lab and the tests (HTTP, loopback).
 
-It follows ``shared/docs/eureka-server-behaviour.md`` (its §8 checklist); comments cite the
+It follows ``docs/eureka.md``; comments cite the
 Netflix/eureka source (``NE v2.0.6:<file>``) or Spring Cloud Netflix (``SCN v5.0.2:<file>``) a
 behaviour was taken from. What it models:
 
@@ -132,7 +132,7 @@ class Registry:
         return self.apps.get(app, {}).get(instance_id)
 
     def live_lease(self, app: str, instance_id: str) -> Lease | None:
-        """The lease, or None when missing or expired while expiry is enabled (§5.5)."""
+        """The lease, or None when missing or expired while expiry is enabled (docs/eureka.md#leases-and-expiry)."""
         lease = self.lease(app, instance_id)
         if lease is None:
             return None
@@ -338,7 +338,7 @@ class Codec:
         }
 
     def instance_json(self, lease: Lease) -> dict[str, Any]:
-        """Field order and types of NE EurekaJacksonCodec.InstanceInfoSerializer (§3.1)."""
+        """Field order and types of NE EurekaJacksonCodec.InstanceInfoSerializer (docs/eureka.md#instance-json)."""
         i = lease.info
         port, port_on = _port_value(i.get("port"))
         sport, sport_on = _port_value(i.get("securePort", {"$": 443, "@enabled": "false"}))
@@ -396,7 +396,7 @@ class Codec:
         return json.dumps(body).encode()
 
     def instance_xml(self, lease: Lease) -> ET.Element:
-        """NE ECL/discovery/converters/Converters.java InstanceInfoConverter (§3.2)."""
+        """NE ECL/discovery/converters/Converters.java InstanceInfoConverter (docs/eureka.md#instance-xml)."""
         data = self.instance_json(lease)
         el = ET.Element("instance")
         for key, value in data.items():

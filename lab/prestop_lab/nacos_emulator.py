@@ -1,6 +1,6 @@
 """A Nacos server emulator for the lab and the tests (HTTP only, loopback).
 
-It follows ``shared/docs/nacos-server-behaviour.md``; comments cite the Nacos source
+It follows ``docs/nacos.md``; comments cite the Nacos source
 (``N <tag>:<path>``) a behaviour was taken from. What it models:
 
 * flavours 1.x, 2.x and 3.x with their API sets (3.x answers v1 admin and all v2 calls with 410);
@@ -406,7 +406,7 @@ class Api:
         self, method: str, path: str, params: dict[str, str], headers: dict[str, str]
     ) -> tuple[int, str, str, dict[str, str]]:
         if self.down:
-            # N 2.5.1:core/.../web/TrafficReviseFilter.java (the missing space is Nacos's).
+            # N 2.5.1:naming/.../naming/web/TrafficReviseFilter.java (the missing space is Nacos's).
             raise HttpError(503, "server is DOWNnow, please try again later!")
         ctx = self.config.context_path
         if ctx and not path.startswith(ctx + "/"):
@@ -622,7 +622,7 @@ class Api:
     def detail(
         self, svc: SvcKey, key: InstKey, style: str, *, full_instance: bool
     ) -> tuple[int, str, str]:
-        # Detail reads come from the same cache the push task refreshes (doc §3.4).
+        # Detail reads come from the same cache the push task refreshes (docs/nacos.md#push-delay).
         _, hosts = self.store.served(svc)
         for h in hosts:
             if (h["ip"], h["port"], h["clusterName"]) == key:

@@ -1,4 +1,4 @@
-"""The Eureka emulator against shared/docs/eureka-server-behaviour.md (§8 checklist).
+"""The Eureka emulator against docs/eureka.md.
 
 Most tests speak plain HTTP with hand-written requests and fixtures in the doc's shapes; one
 drives it with an independent client (`py-eureka-client` from PyPI, which reads XML), so that
@@ -24,7 +24,7 @@ ID = "orders-7d9c-x2k4q:orders:8080"
 
 
 def body(status: str = "UP", dirty: int = 1000, **extra: object) -> dict[str, object]:
-    """A Spring Boot registration as §3.1 shows it (before the server decorates it)."""
+    """A Spring Boot registration as docs/eureka.md#instance-json shows it (before the server decorates it)."""
     instance: dict[str, object] = {
         "instanceId": ID,
         "hostName": "orders-7d9c-x2k4q",
