@@ -191,7 +191,8 @@ class Sidecar:
             # The app has just started and registered, yet the instance is out of service: on
             # Nacos an ops record left by the previous pod on this IP:port (kept ~60 s and
             # revived on re-registration, alibaba/nacos#6295, #14606); on Eureka a predecessor's
-            # OUT_OF_SERVICE override on the same instance id (docs/eureka.md#stale-override-after-a-restart).
+            # OUT_OF_SERVICE override on the same instance id.
+            # See docs/eureka.md#stale-override-after-a-restart.
             try:
                 self.registry.put_back(Deadline.after(self.clock, 5.0))
                 self.repaired = True

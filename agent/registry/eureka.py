@@ -41,7 +41,10 @@ UP = "UP"
 
 
 def as_list(value: Any) -> list[Any]:
-    """Jackson writes arrays; XStream-era servers write a single object (docs/eureka.md#lists-array-or-single-object)."""
+    """Jackson writes arrays; XStream-era servers write a single object.
+
+    See docs/eureka.md#lists-array-or-single-object.
+    """
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
@@ -334,14 +337,16 @@ class EurekaRegistry:
 
     def _put_status(self, server: EurekaServer, path: str, deadline: Deadline) -> None:
         for attempt in (1, 2):
-            # Exact upper-case value, no lastDirtyTimestamp (docs/eureka.md#taking-the-instance-out).
+            # Exact upper-case value, no lastDirtyTimestamp.
+            # See docs/eureka.md#taking-the-instance-out.
             r = self._call(server, "PUT", path, deadline, params={"value": OUT_OF_SERVICE})
             if r.status_code == 200:
                 return
             if r.status_code == 404:
                 raise InstanceNotFound(f"PUT {server}{path} -> 404: the lease is gone")
             if r.status_code >= 500 and attempt == 1:
-                # 500 is a bad value or a race inside the server (docs/eureka.md#status-codes): once more.
+                # 500 is a bad value or a race inside the server: once more.
+                # See docs/eureka.md#status-codes.
                 continue
             raise RegistryRejected(f"PUT {server}{path} -> HTTP {r.status_code}")
 
@@ -412,8 +417,9 @@ class EurekaRegistry:
         """Remove our override so the instance is UP again, never leaving it UNKNOWN.
 
         ``DELETE .../status?value=UP`` drops the override and sets UP at once; without a
-        value the status would be UNKNOWN until the next heartbeat (docs/eureka.md#putting-the-instance-back). When the status is
+        value the status would be UNKNOWN until the next heartbeat. When the status is
         OUT_OF_SERVICE with no override (rule 3 keeps it), a PUT UP creates one to delete.
+        See docs/eureka.md#putting-the-instance-back.
         """
         instance_id = self.resolve_id(deadline)
         path = self._instance_path(instance_id) + "/status"

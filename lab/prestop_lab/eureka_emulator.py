@@ -132,7 +132,10 @@ class Registry:
         return self.apps.get(app, {}).get(instance_id)
 
     def live_lease(self, app: str, instance_id: str) -> Lease | None:
-        """The lease, or None when missing or expired while expiry is enabled (docs/eureka.md#leases-and-expiry)."""
+        """The lease, or None when missing or expired while expiry is enabled.
+
+        See docs/eureka.md#leases-and-expiry.
+        """
         lease = self.lease(app, instance_id)
         if lease is None:
             return None
@@ -338,7 +341,10 @@ class Codec:
         }
 
     def instance_json(self, lease: Lease) -> dict[str, Any]:
-        """Field order and types of NE EurekaJacksonCodec.InstanceInfoSerializer (docs/eureka.md#instance-json)."""
+        """Field order and types of NE EurekaJacksonCodec.InstanceInfoSerializer.
+
+        See docs/eureka.md#instance-json.
+        """
         i = lease.info
         port, port_on = _port_value(i.get("port"))
         sport, sport_on = _port_value(i.get("securePort", {"$": 443, "@enabled": "false"}))
@@ -396,7 +402,10 @@ class Codec:
         return json.dumps(body).encode()
 
     def instance_xml(self, lease: Lease) -> ET.Element:
-        """NE ECL/discovery/converters/Converters.java InstanceInfoConverter (docs/eureka.md#instance-xml)."""
+        """NE ECL/discovery/converters/Converters.java InstanceInfoConverter.
+
+        See docs/eureka.md#instance-xml.
+        """
         data = self.instance_json(lease)
         el = ET.Element("instance")
         for key, value in data.items():
