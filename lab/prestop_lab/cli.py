@@ -62,6 +62,19 @@ def lab(
     default="nacos",
     help="Nacos emulator with push/poll consumers, or Eureka emulator with fetching consumers.",
 )
+@click.option(
+    "--stack",
+    type=click.Choice(["emulator", "real"]),
+    default="emulator",
+    help="The emulators and Python apps (fast), or real servers and Spring Cloud apps "
+    "(lab/java/build.sh builds them).",
+)
+@click.option(
+    "--flavour",
+    type=click.Choice(["2.x", "3.x"]),
+    default="2.x",
+    help="The real Nacos server's line (with --stack real --registry nacos).",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("lab-results"))
 def rollout(
     strategy: str,
@@ -73,6 +86,8 @@ def rollout(
     tail_ms: float,
     mode: str,
     registry: str,
+    stack: str,
+    flavour: str,
     out: Path,
 ) -> None:
     """Benchmark a rolling update: no preStop, a fixed sleep, and the agent."""
@@ -98,6 +113,8 @@ def rollout(
             tail_ms=tail_ms,
             mode=mode,
             registry=registry,
+            stack=stack,
+            flavour=flavour,
         )
         click.echo(f"running strategy {name} ...", err=True)
         result = run_rollout(settings)

@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+MAX_LINES = 20_000
+
 
 def free_port() -> int:
     """A port that was free a moment ago on loopback (the kernel picks it)."""
@@ -65,6 +67,7 @@ def start(
     *,
     ready_marker: str = "",
     env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> Proc:
     """Start ``argv`` with stdout and stderr merged into ``Proc.lines``."""
     popen = subprocess.Popen(
@@ -75,6 +78,7 @@ def start(
         text=True,
         env={**os.environ, **(env or {})},
         bufsize=1,
+        cwd=cwd,
     )
     proc = Proc(name, popen, _marker=ready_marker)
 
@@ -83,6 +87,8 @@ def start(
         with popen.stdout:
             for line in popen.stdout:
                 proc.lines.append(line.rstrip("\n"))
+                if len(proc.lines) > MAX_LINES:  # a JVM logs for as long as it runs
+                    del proc.lines[: MAX_LINES // 2]
                 if ready_marker and ready_marker in line:
                     proc._ready.set()
 

@@ -19,9 +19,11 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -65,6 +67,8 @@ class RolloutSettings:
     registry: str = "nacos"  # or "eureka": Eureka emulator, Eureka-style consumers
     eureka_cache: float = 30.0  # Eureka server's read-only cache tick, before scaling
     eureka_fetch: float = 30.0  # consumers' registry fetch interval, before scaling
+    stack: str = "emulator"  # or "real": real servers and Spring Cloud apps (lab/java)
+    flavour: str = "2.x"  # the real Nacos server's line: "2.x" or "3.x"
 
     @property
     def scaled_lb_ttl(self) -> float:
@@ -140,8 +144,11 @@ class NacosLab:
     def __exit__(self, *exc: object) -> None:
         self.emulator.stop()
 
-    def start_app(self, port: int, *extra: str) -> procs.Proc:
-        return start_app(self.emulator.addr, port, self.s.latency_ms, *extra)
+    def start_app(self, port: int) -> procs.Proc:
+        return start_app(self.emulator.addr, port, self.s.latency_ms, *demo_app_tail(self.s))
+
+    def sleep_seconds(self) -> float:
+        return self.s.sleep_seconds
 
     def registered(self, port: int) -> bool:
         return any(h["port"] == port for h in self.emulator.consumer_view(SERVICE))
@@ -207,10 +214,13 @@ class EurekaLab:
     def instance_id(port: int) -> str:
         return f"pod-{port}:{SERVICE}:{port}"
 
-    def start_app(self, port: int, *extra: str) -> procs.Proc:
+    def start_app(self, port: int) -> procs.Proc:
         renewal = max(0.5, 30.0 * self.s.time_scale)
         eureka = ["--eureka-url", self.emulator.url, "--eureka-renewal", f"{renewal:g}"]
-        return start_app(None, port, self.s.latency_ms, *eureka, *extra)
+        return start_app(None, port, self.s.latency_ms, *eureka, *demo_app_tail(self.s))
+
+    def sleep_seconds(self) -> float:
+        return self.s.sleep_seconds
 
     def registered(self, port: int) -> bool:
         instance = self.emulator.instance(SERVICE.upper(), self.instance_id(port))
@@ -263,10 +273,48 @@ class EurekaLab:
         ]
 
 
-LabRegistry = NacosLab | EurekaLab
+class Load(Protocol):
+    """Consumers sending the load: in-process (emulator) or a Spring Cloud process (real)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def records(self) -> list[Record]: ...
+
+
+class LabRegistry(Protocol):
+    """What the rollout needs of a registry and its apps, emulated or real."""
+
+    name: str
+
+    def __enter__(self) -> LabRegistry: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def start_app(self, port: int) -> procs.Proc: ...
+
+    def registered(self, port: int) -> bool: ...
+
+    def agent_env(self, port: int, budget: float) -> dict[str, str]: ...
+
+    def take_out_by_hand(self, port: int) -> None: ...
+
+    def sleep_seconds(self) -> float: ...
+
+    def consumers(self) -> Sequence[Load]: ...
+
+
+def demo_app_tail(s: RolloutSettings) -> list[str]:
+    """The emulated app's long tail of request durations (the real consumer asks for it)."""
+    return ["--latency-tail", str(s.latency_tail), "--tail-ms", str(s.tail_ms)]
 
 
 def make_lab(s: RolloutSettings) -> LabRegistry:
+    if s.stack == "real":
+        from prestop_lab.real import RealEurekaLab, RealNacosLab
+
+        return RealEurekaLab(s) if s.registry == "eureka" else RealNacosLab(s)
     return EurekaLab(s) if s.registry == "eureka" else NacosLab(s)
 
 
@@ -363,7 +411,7 @@ class Kubelet:
     def _sleep_script(self, port: int, deadline: float) -> int:
         # The script people paste: curl -X PUT (take out); sleep N; curl -X POST shutdown.
         self.lab.take_out_by_hand(port)
-        time.sleep(max(0.0, min(self.s.sleep_seconds, deadline - time.monotonic())))
+        time.sleep(max(0.0, min(self.lab.sleep_seconds(), deadline - time.monotonic())))
         try:
             httpx.post(f"http://127.0.0.1:{port}/actuator/shutdown", timeout=3)
         except httpx.HTTPError:
@@ -374,17 +422,29 @@ class Kubelet:
 def run_rollout(settings: RolloutSettings) -> RolloutResult:
     s = settings
     apps: dict[int, procs.Proc] = {}
-    extra = ["--latency-tail", str(s.latency_tail), "--tail-ms", str(s.tail_ms)]
+    # A JVM registers a little after its health answers; a Python demo app at once.
+    register_timeout = 60 if s.stack == "real" else 15
+    consumers: Sequence[Load] = []
     sidecar_mode = s.mode == "sidecar" and s.strategy == "agent"
     with make_lab(s) as lab:
         kubelet = Kubelet(s, lab)
         try:
-            for _ in range(s.replicas):
-                port = procs.free_port()
-                apps[port] = lab.start_app(port, *extra)
-                if sidecar_mode:
+            # The first replicas start together, as a Deployment's do.
+            ports = [procs.free_port() for _ in range(s.replicas)]
+            with ThreadPoolExecutor(max_workers=s.replicas) as pool:
+                started_apps = {port: pool.submit(lab.start_app, port) for port in ports}
+            failures = []
+            for port, future in started_apps.items():
+                try:
+                    apps[port] = future.result()
+                except Exception as exc:
+                    failures.append(exc)
+            if failures:
+                raise failures[0]
+            if sidecar_mode:
+                for port in ports:
                     kubelet.start_sidecar(port)
-            if not procs.wait_for(lambda: all(lab.registered(p) for p in apps), 15):
+            if not procs.wait_for(lambda: all(lab.registered(p) for p in apps), register_timeout):
                 raise RuntimeError("replicas did not register")
             consumers = lab.consumers()
             for c in consumers:
@@ -394,22 +454,22 @@ def run_rollout(settings: RolloutSettings) -> RolloutResult:
             terminations: list[tuple[str, float, float | None, int | None, bool]] = []
             for old_port in list(apps):
                 new_port = procs.free_port()
-                apps[new_port] = lab.start_app(new_port, *extra)
+                apps[new_port] = lab.start_app(new_port)
                 if sidecar_mode:
                     kubelet.start_sidecar(new_port)
-                procs.wait_for(lambda p=new_port: lab.registered(p), 15)
+                procs.wait_for(lambda p=new_port: lab.registered(p), register_timeout)
                 t0, drain, code, killed = kubelet.terminate(apps.pop(old_port), old_port)
                 terminations.append((f"127.0.0.1:{old_port}", t0, drain, code, killed))
             rollout_s = time.monotonic() - started
             time.sleep(1.0)
             for c in consumers:
                 c.stop()
+            records = [r for c in consumers for r in c.records()]
         finally:
             for app in apps.values():
                 app.kill()
             for proc, _ in kubelet.sidecars.values():
                 proc.kill()
-    records = [r for c in consumers for r in c.records()]
     errors = [r for r in records if r.outcome != "ok"]
     by_kind: dict[str, int] = {}
     for r in errors:
