@@ -128,7 +128,7 @@ fi
 echo "registered $SVC $IP:$IPORT weight 3"
 
 inst() { curl -fs -m 5 "${H[@]}" "$LIST" | json "($PICK or [{}])[0]"; }
-seen() { [ "$(curl -fs -m 5 "${H[@]}" "$LIST" | json "len($PICK)")" = 1 ]; }
+seen() { [ "$(curl -fs -m 5 "${H[@]}" "$LIST" | json "len($PICK)" 2>/dev/null)" = 1 ]; }
 poll 20 seen || fail "instance not listed"
 echo "read: $(inst)"
 
@@ -142,7 +142,7 @@ else
         -d "serviceName=$SVC&ip=$IP&port=$IPORT&enabled=false&weight=3") || fail "disable"
     [ "$(echo "$R" | json 'd["code"]')" = 0 ] || fail "disable: $R"
 fi
-disabled() { [ "$(curl -fs -m 5 "${H[@]}" "$LIST" | json "[h['enabled'] for h in $PICK]")" = "[False]" ]; }
+disabled() { [ "$(curl -fs -m 5 "${H[@]}" "$LIST" | json "[h['enabled'] for h in $PICK]" 2>/dev/null)" = "[False]" ]; }
 poll 20 disabled || fail "instance not disabled: $(inst)"
 echo "disabled: $(inst)"
 KEPT=$(curl -fs -m 5 "${H[@]}" "$LIST" | json "[(h['weight'], h['metadata'].get('zone'), h['metadata'].get('app')) for h in $PICK]")
