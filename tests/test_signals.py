@@ -55,3 +55,20 @@ def test_custom_metric_names() -> None:
     )
     assert reading.in_flight == 0  # minus our own scrape
     assert reading.requests == 7
+
+
+# What Spring Boot 3.5 (Micrometer 1.15, Prometheus client 1.x) answers, from the real provider:
+# the long-task timer's active count is ``_count``, not the older ``_active_count``.
+SPRING_BOOT_3_5 = """\
+http_server_requests_active_seconds_count{exception="none",method="GET",outcome="SUCCESS",status="200",uri="UNKNOWN"} 3
+http_server_requests_active_seconds_sum{exception="none",method="GET",outcome="SUCCESS",status="200",uri="UNKNOWN"} 0.05
+http_server_requests_seconds_count{error="none",exception="none",method="GET",outcome="SUCCESS",status="200",uri="/actuator/health"} 1
+http_server_requests_seconds_count{error="none",exception="none",method="GET",outcome="SUCCESS",status="200",uri="/api/work"} 3
+"""
+
+
+def test_spring_boot_3_5_active_count() -> None:
+    """The in-flight gauge is read under its Prometheus-client-1.x name; our scrape is left out."""
+    reading = reading_from_prometheus(SPRING_BOOT_3_5)
+    assert reading.in_flight == 2
+    assert reading.requests == 5  # 3 completed + 2 in flight

@@ -18,6 +18,9 @@ from agent.deadline import Deadline
 
 REQUESTS_COUNT = "http_server_requests_seconds_count"
 ACTIVE_COUNT = "http_server_requests_active_seconds_active_count"
+# Spring Boot 3.3+ (Micrometer 1.13+, Prometheus client 1.x) exports the same long-task timer's
+# active count as ``_count``; the name above is the older simpleclient's. Both are read.
+ACTIVE_COUNT_V1 = "http_server_requests_active_seconds_count"
 BUSY_THREADS = "tomcat_threads_busy_threads"
 
 # Micrometer's LongTaskTimer and Tomcat's busy-thread gauge count the scrape that reads them.
@@ -88,10 +91,13 @@ def reading_from_prometheus(
     requests: float | None = None
     active: float | None = None
     busy: float | None = None
+    active_names = (
+        {active_metric, ACTIVE_COUNT_V1} if active_metric == ACTIVE_COUNT else {active_metric}
+    )
     for metric in parse_prometheus(text):
         if metric.name == requests_metric and _business(metric):
             requests = (requests or 0.0) + metric.value
-        elif metric.name == active_metric and _business(metric):
+        elif metric.name in active_names and _business(metric):
             active = (active or 0.0) + metric.value
         elif metric.name == busy_metric:
             busy = (busy or 0.0) + metric.value

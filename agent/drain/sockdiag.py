@@ -17,6 +17,7 @@ that opens, is served and closes between two reads is not seen; the Prometheus s
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
@@ -85,6 +86,18 @@ def _conn(record: Any) -> Conn:
     )
 
 
+def plain_address(addr: str) -> str:
+    """An IPv4-mapped IPv6 address as IPv4: a JVM's server sockets are IPv6 even for 127.0.0.1
+    (``::ffff:127.0.0.1``) while a Python client's are IPv4, and both ends must compare equal."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return addr
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
 def own_socket_inodes() -> set[int]:
     """Inodes of this process's sockets (from /proc/self/fd)."""
     inodes: set[int] = set()
@@ -129,15 +142,17 @@ class KernelSocketSignal:
         ours = self._own() if self.exclude_own else set()
         # Our client sockets to the port: the server ends whose peer they are are ours too.
         own_clients = {
-            (c.local, c.local_port) for c in conns if c.inode in ours and c.peer_port == self.port
+            (plain_address(c.local), c.local_port)
+            for c in conns
+            if c.inode in ours and c.peer_port == self.port
         }
         current: dict[tuple[str, int], int] = {}
         in_flight = 0
         for c in conns:
-            if c.local_port != self.port or c.inode in ours or (c.peer, c.peer_port) in own_clients:
+            key = (plain_address(c.peer), c.peer_port)
+            if c.local_port != self.port or c.inode in ours or key in own_clients:
                 continue
             # Keyed by the peer, not the inode: the inode is 0 until the app accepts.
-            key = (c.peer, c.peer_port)
             current[key] = c.bytes_received
             before = self._seen.get(key)
             if (before is None and c.bytes_received > 0) or (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -94,6 +95,7 @@ def rollout(
     from prestop_lab.rollout import (
         STRATEGIES,
         RolloutSettings,
+        make_lab,
         render,
         run_rollout,
         write_json,
@@ -102,8 +104,8 @@ def rollout(
 
     results = []
     strategies = STRATEGIES if strategy == "all" else (strategy,)
-    for name in strategies:
-        settings = RolloutSettings(
+    runs = [
+        RolloutSettings(
             strategy=name,
             replicas=replicas,
             rate=rate,
@@ -116,14 +118,20 @@ def rollout(
             stack=stack,
             flavour=flavour,
         )
-        click.echo(f"running strategy {name} ...", err=True)
-        result = run_rollout(settings)
-        results.append(result)
-        write_svg(
-            result.records,
-            out / f"rollout-{result.strategy}.svg",
-            f"rollout, strategy {result.strategy}",
-        )
+        for name in strategies
+    ]
+    with contextlib.ExitStack() as stack_:
+        # A real server takes tens of seconds to start: the strategies share one.
+        shared = stack_.enter_context(make_lab(runs[0])) if stack == "real" else None
+        for settings in runs:
+            click.echo(f"running strategy {settings.strategy} ...", err=True)
+            result = run_rollout(settings, shared)
+            results.append(result)
+            write_svg(
+                result.records,
+                out / f"rollout-{result.strategy}.svg",
+                f"rollout, strategy {result.strategy}",
+            )
     click.echo(render(results, settings))
     write_json(results, settings, out / "rollout.json")
     click.echo(f"wrote {out / 'rollout.json'} and {out}/rollout-*.svg")

@@ -379,6 +379,24 @@ class JavaConsumer:
             self.proc.kill()
 
 
+def new_consumer(
+    s: RolloutSettings, registry_argv: list[str], owned: list[JavaConsumer]
+) -> list[JavaConsumer]:
+    """A fresh consumer process for one rollout; the previous rollout's is stopped first."""
+    while owned:
+        owned.pop().kill()
+    consumer = JavaConsumer(
+        registry_argv,
+        rate=s.rate,
+        lb_cache_ttl_s=s.scaled_lb_ttl,
+        latency_ms=s.latency_ms,
+        tail_probability=s.latency_tail,
+        tail_ms=s.tail_ms,
+    )
+    owned.append(consumer)
+    return [consumer.launch()]
+
+
 class RealNacosLab:
     """The rollout's registry side on the real stack: a Nacos server and Spring Cloud apps."""
 
@@ -435,17 +453,7 @@ class RealNacosLab:
         return self.s.scaled_lb_ttl + 3.0
 
     def consumers(self) -> list[JavaConsumer]:
-        s = self.s
-        consumer = JavaConsumer(
-            self.registry_argv(),
-            rate=s.rate,
-            lb_cache_ttl_s=s.scaled_lb_ttl,
-            latency_ms=s.latency_ms,
-            tail_probability=s.latency_tail,
-            tail_ms=s.tail_ms,
-        )
-        self._consumers.append(consumer)
-        return [consumer.launch()]
+        return new_consumer(self.s, self.registry_argv(), self._consumers)
 
 
 class RealEurekaLab:
@@ -511,14 +519,4 @@ class RealEurekaLab:
         return self.peers.cache_interval_s + self.fetch_s + self.s.scaled_lb_ttl + 2.0
 
     def consumers(self) -> list[JavaConsumer]:
-        s = self.s
-        consumer = JavaConsumer(
-            self.registry_argv(),
-            rate=s.rate,
-            lb_cache_ttl_s=s.scaled_lb_ttl,
-            latency_ms=s.latency_ms,
-            tail_probability=s.latency_tail,
-            tail_ms=s.tail_ms,
-        )
-        self._consumers.append(consumer)
-        return [consumer.launch()]
+        return new_consumer(self.s, self.registry_argv(), self._consumers)

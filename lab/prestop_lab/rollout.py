@@ -419,57 +419,64 @@ class Kubelet:
         return 0
 
 
-def run_rollout(settings: RolloutSettings) -> RolloutResult:
+def run_rollout(settings: RolloutSettings, lab: LabRegistry | None = None) -> RolloutResult:
+    """One rolling update with one strategy; ``lab``: a registry already running, kept running."""
+    if lab is None:
+        with make_lab(settings) as own:
+            return _rollout(settings, own)
+    return _rollout(settings, lab)
+
+
+def _rollout(settings: RolloutSettings, lab: LabRegistry) -> RolloutResult:
     s = settings
     apps: dict[int, procs.Proc] = {}
     # A JVM registers a little after its health answers; a Python demo app at once.
     register_timeout = 60 if s.stack == "real" else 15
     consumers: Sequence[Load] = []
     sidecar_mode = s.mode == "sidecar" and s.strategy == "agent"
-    with make_lab(s) as lab:
-        kubelet = Kubelet(s, lab)
-        try:
-            # The first replicas start together, as a Deployment's do.
-            ports = [procs.free_port() for _ in range(s.replicas)]
-            with ThreadPoolExecutor(max_workers=s.replicas) as pool:
-                started_apps = {port: pool.submit(lab.start_app, port) for port in ports}
-            failures = []
-            for port, future in started_apps.items():
-                try:
-                    apps[port] = future.result()
-                except Exception as exc:
-                    failures.append(exc)
-            if failures:
-                raise failures[0]
+    kubelet = Kubelet(s, lab)
+    try:
+        # The first replicas start together, as a Deployment's do.
+        ports = [procs.free_port() for _ in range(s.replicas)]
+        with ThreadPoolExecutor(max_workers=s.replicas) as pool:
+            started_apps = {port: pool.submit(lab.start_app, port) for port in ports}
+        failures = []
+        for port, future in started_apps.items():
+            try:
+                apps[port] = future.result()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+        if sidecar_mode:
+            for port in ports:
+                kubelet.start_sidecar(port)
+        if not procs.wait_for(lambda: all(lab.registered(p) for p in apps), register_timeout):
+            raise RuntimeError("replicas did not register")
+        consumers = lab.consumers()
+        for c in consumers:
+            c.start()
+        time.sleep(max(1.5, s.scaled_lb_ttl / 4))
+        started = time.monotonic()
+        terminations: list[tuple[str, float, float | None, int | None, bool]] = []
+        for old_port in list(apps):
+            new_port = procs.free_port()
+            apps[new_port] = lab.start_app(new_port)
             if sidecar_mode:
-                for port in ports:
-                    kubelet.start_sidecar(port)
-            if not procs.wait_for(lambda: all(lab.registered(p) for p in apps), register_timeout):
-                raise RuntimeError("replicas did not register")
-            consumers = lab.consumers()
-            for c in consumers:
-                c.start()
-            time.sleep(max(1.5, s.scaled_lb_ttl / 4))
-            started = time.monotonic()
-            terminations: list[tuple[str, float, float | None, int | None, bool]] = []
-            for old_port in list(apps):
-                new_port = procs.free_port()
-                apps[new_port] = lab.start_app(new_port)
-                if sidecar_mode:
-                    kubelet.start_sidecar(new_port)
-                procs.wait_for(lambda p=new_port: lab.registered(p), register_timeout)
-                t0, drain, code, killed = kubelet.terminate(apps.pop(old_port), old_port)
-                terminations.append((f"127.0.0.1:{old_port}", t0, drain, code, killed))
-            rollout_s = time.monotonic() - started
-            time.sleep(1.0)
-            for c in consumers:
-                c.stop()
-            records = [r for c in consumers for r in c.records()]
-        finally:
-            for app in apps.values():
-                app.kill()
-            for proc, _ in kubelet.sidecars.values():
-                proc.kill()
+                kubelet.start_sidecar(new_port)
+            procs.wait_for(lambda p=new_port: lab.registered(p), register_timeout)
+            t0, drain, code, killed = kubelet.terminate(apps.pop(old_port), old_port)
+            terminations.append((f"127.0.0.1:{old_port}", t0, drain, code, killed))
+        rollout_s = time.monotonic() - started
+        time.sleep(1.0)
+        for c in consumers:
+            c.stop()
+        records = [r for c in consumers for r in c.records()]
+    finally:
+        for app in apps.values():
+            app.kill()
+        for proc, _ in kubelet.sidecars.values():
+            proc.kill()
     errors = [r for r in records if r.outcome != "ok"]
     by_kind: dict[str, int] = {}
     for r in errors:

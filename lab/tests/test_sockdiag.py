@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from agent.deadline import Deadline, SystemClock
-from agent.drain.signals import Reading, SignalUnavailable
-from agent.drain.sockdiag import CombinedSignal, Conn, KernelSocketSignal
+from agent.drain.sockdiag import KernelSocketSignal
 from prestop_lab import procs
 from prestop_lab.demo import start_app
 
@@ -57,42 +56,3 @@ def test_own_connections_are_left_out(app_port: int) -> None:
         for _ in range(3):
             client.get(f"http://127.0.0.1:{app_port}/actuator/prometheus")
             assert signal.read(dl()).requests == base
-
-
-def test_counting_rules_with_fake_sockets() -> None:
-    """The counter only grows: new connections with data and more bytes on known ones."""
-    conns: list[Conn] = []
-    signal = KernelSocketSignal(80, list_sockets=lambda: conns, own_inodes=set)
-    assert signal.read(dl()) == Reading(0.0, 0.0)
-    conns[:] = [Conn(80, "10.0.0.1", 5000, 1, 100, 5, 10)]  # request being answered
-    assert signal.read(dl()) == Reading(1.0, 1.0)
-    conns[:] = [Conn(80, "10.0.0.1", 5000, 1, 100, 50, 10)]  # answered, idle
-    assert signal.read(dl()) == Reading(1.0, 0.0)
-    conns[:] = [Conn(80, "10.0.0.1", 5000, 1, 250, 1, 40), Conn(81, "x", 1, 2, 9, 1, 9)]
-    assert signal.read(dl()) == Reading(2.0, 1.0)  # other ports do not count
-    conns[:] = []
-    assert signal.read(dl()).requests == 2.0
-
-
-def test_combined_keeps_last_good_readings() -> None:
-    """A failing component keeps its last reading; all failing is unavailable."""
-
-    class Flaky:
-        name = "flaky"
-
-        def __init__(self) -> None:
-            self.fail = False
-
-        def read(self, deadline: Deadline) -> Reading:
-            if self.fail:
-                raise SignalUnavailable("down")
-            return Reading(10.0, 2.0)
-
-    a, b = Flaky(), Flaky()
-    combined = CombinedSignal([a, b])
-    assert combined.read(dl()) == Reading(20.0, 2.0)
-    a.fail = True
-    assert combined.read(dl()) == Reading(20.0, 2.0)
-    b.fail = True
-    with pytest.raises(SignalUnavailable):
-        combined.read(dl())
