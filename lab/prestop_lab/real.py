@@ -266,6 +266,10 @@ def registry_args(registry: NacosServer | EurekaPeers, fetch_s: int, renewal_s: 
             f"--spring.cloud.nacos.discovery.server-addr={registry.addr}",
             f"--spring.cloud.nacos.discovery.username={NACOS_USER}",
             f"--spring.cloud.nacos.discovery.password={registry.password}",
+            # Spring Cloud Alibaba 2025 deregisters and then sleeps 10 s on a context close
+            # (an actuator shutdown; on SIGTERM it fails with an NPE and skips the sleep). The
+            # strategies decide how long to wait, so the app's own wait is off for all of them.
+            "--spring.cloud.nacos.discovery.graceful-shutdown-wait-time=0",
         ]
     return [
         "--spring.profiles.active=eureka",
