@@ -8,6 +8,9 @@ from pathlib import Path
 
 import click
 
+from prestop_lab.java import JavaLabMissing
+from prestop_lab.rollout import RolloutResult, RolloutSettings
+
 
 @click.group(invoke_without_command=True)
 @click.option("--flavour", type=click.Choice(["1.x", "2.x", "3.x"]), default="2.x")
@@ -92,17 +95,8 @@ def rollout(
     out: Path,
 ) -> None:
     """Benchmark a rolling update: no preStop, a fixed sleep, and the agent."""
-    from prestop_lab.rollout import (
-        STRATEGIES,
-        RolloutSettings,
-        make_lab,
-        render,
-        run_rollout,
-        write_json,
-        write_svg,
-    )
+    from prestop_lab.rollout import STRATEGIES, render, write_json
 
-    results = []
     strategies = STRATEGIES if strategy == "all" else (strategy,)
     runs = [
         RolloutSettings(
@@ -120,9 +114,25 @@ def rollout(
         )
         for name in strategies
     ]
-    with contextlib.ExitStack() as stack_:
+    try:
+        results = _run_all(runs, out)
+    except JavaLabMissing as exc:
+        raise click.UsageError(f"--stack real: {exc}") from None
+    click.echo(render(results, runs[-1]))
+    write_json(results, runs[-1], out / "rollout.json")
+    click.echo(f"wrote {out / 'rollout.json'} and {out}/rollout-*.svg")
+    ok = all(r.errors == 0 for r in results if r.strategy.startswith("agent"))
+    sys.exit(0 if ok else 1)
+
+
+def _run_all(runs: list[RolloutSettings], out: Path) -> list[RolloutResult]:
+    """Each strategy's rollout; on the real stack they share one registry."""
+    from prestop_lab.rollout import make_lab, run_rollout, write_svg
+
+    results = []
+    with contextlib.ExitStack() as stack:
         # A real server takes tens of seconds to start: the strategies share one.
-        shared = stack_.enter_context(make_lab(runs[0])) if stack == "real" else None
+        shared = stack.enter_context(make_lab(runs[0])) if runs[0].stack == "real" else None
         for settings in runs:
             click.echo(f"running strategy {settings.strategy} ...", err=True)
             result = run_rollout(settings, shared)
@@ -132,11 +142,7 @@ def rollout(
                 out / f"rollout-{result.strategy}.svg",
                 f"rollout, strategy {result.strategy}",
             )
-    click.echo(render(results, settings))
-    write_json(results, settings, out / "rollout.json")
-    click.echo(f"wrote {out / 'rollout.json'} and {out}/rollout-*.svg")
-    ok = all(r.errors == 0 for r in results if r.strategy.startswith("agent"))
-    sys.exit(0 if ok else 1)
+    return results
 
 
 def main() -> None:

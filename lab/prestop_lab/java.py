@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-JAVA_DIR = Path(os.environ.get("PRESTOP_LAB_JAVA", Path(__file__).resolve().parents[1] / "java"))
+JAVA_DIR = Path(os.environ.get("PRESTOP_LAB_JAVA") or Path(__file__).resolve().parents[1] / "java")
 MODULES = ("nacos-2x", "nacos-3x", "eureka-server", "provider", "consumer")
 
 

@@ -406,19 +406,23 @@ class RealNacosLab:
 
     name = "nacos"
 
-    def __init__(self, s: RolloutSettings) -> None:
+    def __init__(self, s: RolloutSettings, server: NacosServer | None = None) -> None:
+        """``server``: one already running (tests share it), left running on exit."""
         self.s = s
-        self.server = NacosServer("3.x" if s.flavour == "3.x" else "2.x")
+        self._owns_server = server is None
+        self.server = server or NacosServer("3.x" if s.flavour == "3.x" else "2.x")
         self._consumers: list[JavaConsumer] = []
 
     def __enter__(self) -> RealNacosLab:
-        self.server.start()
+        if self._owns_server:
+            self.server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         for c in self._consumers:
             c.kill()
-        self.server.stop()
+        if self._owns_server:
+            self.server.stop()
 
     def registry_argv(self) -> list[str]:
         return registry_args(self.server, fetch_s=30, renewal_s=5)
@@ -465,9 +469,11 @@ class RealEurekaLab:
 
     name = "eureka"
 
-    def __init__(self, s: RolloutSettings) -> None:
+    def __init__(self, s: RolloutSettings, peers: EurekaPeers | None = None) -> None:
+        """``peers``: already running (tests share them), left running on exit."""
         self.s = s
-        self.peers = EurekaPeers(cache_interval_s=s.eureka_cache * s.time_scale)
+        self._owns_peers = peers is None
+        self.peers = peers or EurekaPeers(cache_interval_s=s.eureka_cache * s.time_scale)
         self._consumers: list[JavaConsumer] = []
 
     @property
@@ -476,13 +482,15 @@ class RealEurekaLab:
         return max(1, round(self.s.eureka_fetch * self.s.time_scale))
 
     def __enter__(self) -> RealEurekaLab:
-        self.peers.start()
+        if self._owns_peers:
+            self.peers.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         for c in self._consumers:
             c.kill()
-        self.peers.stop()
+        if self._owns_peers:
+            self.peers.stop()
 
     def registry_argv(self) -> list[str]:
         return registry_args(self.peers, fetch_s=self.fetch_s, renewal_s=self.fetch_s)

@@ -1,8 +1,8 @@
 """Rolling updates on the real stack: real Nacos 2.x and 3.x and Eureka servers, Spring Cloud
 providers on Tomcat and a Spring Cloud LoadBalancer consumer, all built by lab/java/build.sh.
 
-Each registry starts once per module (a real Nacos 3.x takes ~30 s on two cores). A missing jar
-is a failure that names the build command, never a skip.
+The servers start once per session (lab/tests/conftest.py). A missing jar is a failure that
+names the build command, never a skip.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from prestop_lab.rollout import LabRegistry, RolloutResult, RolloutSettings, make_lab, run_rollout
+from prestop_lab.real import EurekaPeers, NacosServer, RealEurekaLab, RealNacosLab
+from prestop_lab.rollout import LabRegistry, RolloutResult, RolloutSettings, run_rollout
 
 pytestmark = [pytest.mark.slow, pytest.mark.real, pytest.mark.timeout(900)]
 
@@ -23,21 +24,22 @@ def settings(**kw: object) -> RolloutSettings:
     return RolloutSettings(stack="real", **{**SHORT, **kw})  # type: ignore[arg-type]
 
 
-@pytest.fixture(name="nacos2", scope="module")
-def fixture_nacos2() -> Iterator[LabRegistry]:
-    with make_lab(settings(flavour="2.x")) as lab:
+@pytest.fixture(name="nacos2")
+def fixture_nacos2(real_nacos2: NacosServer) -> Iterator[LabRegistry]:
+    with RealNacosLab(settings(flavour="2.x"), real_nacos2) as lab:
         yield lab
 
 
-@pytest.fixture(name="nacos3", scope="module")
-def fixture_nacos3() -> Iterator[LabRegistry]:
-    with make_lab(settings(flavour="3.x")) as lab:
+@pytest.fixture(name="nacos3")
+def fixture_nacos3(real_nacos3: NacosServer) -> Iterator[LabRegistry]:
+    with RealNacosLab(settings(flavour="3.x"), real_nacos3) as lab:
         yield lab
 
 
-@pytest.fixture(name="eureka", scope="module")
-def fixture_eureka() -> Iterator[LabRegistry]:
-    with make_lab(settings(registry="eureka")) as lab:
+@pytest.fixture(name="eureka")
+def fixture_eureka(real_eureka: EurekaPeers) -> Iterator[LabRegistry]:
+    assert real_eureka.cache_interval_s == 30 * SHORT["time_scale"]
+    with RealEurekaLab(settings(registry="eureka"), real_eureka) as lab:
         yield lab
 
 
