@@ -140,8 +140,12 @@ def diff_cmd(registry: str, flavour: str) -> None:
     Exits 1 when a difference is neither fixed nor listed (prestop_lab.differential.KNOWN).
     """
     from prestop_lab.differential import run_real
+    from prestop_lab.java import JavaLabMissing
 
-    text, bad = run_real(registry, flavour)
+    try:
+        text, bad = run_real(registry, flavour)
+    except JavaLabMissing as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(text)
     sys.exit(1 if bad else 0)
 

@@ -15,7 +15,27 @@ import pytest
 from prestop_lab import differential as d
 from prestop_lab.real import EurekaPeers, NacosServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+@pytest.mark.parametrize(
+    ("registry", "flavour"), [("nacos", "2.x"), ("nacos", "3.x"), ("eureka", "-")]
+)
+def test_emulator_against_itself_has_no_differences(registry: d.Registry, flavour: str) -> None:
+    """The runner and the comparison: two fresh emulators answer alike (info rows aside)."""
+    ctx = d.fresh_context()
+
+    def run() -> list[d.Result]:
+        manager = (
+            d.eureka_emulator_target()
+            if registry == "eureka"
+            else d.nacos_emulator_target(flavour, "pw")
+        )
+        with manager as target:
+            return d.run_sequence(target, registry, flavour, ctx)
+
+    first, second = run(), run()
+    diffs = [x for x in d.compare(registry, flavour, first, second) if x.verdict != "info"]
+    assert diffs == []
+    assert all(r.until_met in (None, True) for r in first), d.steps_rows(first, second, [])
 
 
 @pytest.fixture(scope="module")
@@ -57,21 +77,29 @@ def _still_seen(registry: d.Registry, flavour: str, diffs: list[d.Diff]) -> None
     assert not stale, f"listed differences no longer seen (remove them from KNOWN): {stale}"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_nacos_2x_matches_real(nacos_2x: NacosServer) -> None:
     diffs = _check("nacos", "2.x", d.nacos_real_target(nacos_2x))
     _still_seen("nacos", "2.x", diffs)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_nacos_3x_matches_real(nacos_3x: NacosServer) -> None:
     diffs = _check("nacos", "3.x", d.nacos_real_target(nacos_3x))
     _still_seen("nacos", "3.x", diffs)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_eureka_matches_real(eureka_peers: EurekaPeers) -> None:
     diffs = _check("eureka", "-", d.eureka_real_target(eureka_peers))
     _still_seen("eureka", "-", diffs)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_nacos_2x_disable_keeps_weight_and_metadata(nacos_2x: NacosServer) -> None:
     """The agent's PATCH (enabled=false + weight) keeps weight 3 and metadata on the real server."""
     got = {r.step: r for r in d.run_sequence(d.nacos_real_target(nacos_2x), "nacos", "2.x")}
@@ -82,6 +110,8 @@ def test_nacos_2x_disable_keeps_weight_and_metadata(nacos_2x: NacosServer) -> No
     assert got["consumer_list_after_disable"].until_met
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_nacos_3x_v1_writes_answer_410(nacos_3x: NacosServer) -> None:
     """The agent switches to v3 on a 410 from a v1 write; the real 3.1 server must say so."""
     got = {r.step: r for r in d.run_sequence(d.nacos_real_target(nacos_3x), "nacos", "3.x")}
