@@ -40,14 +40,16 @@ def test_emulator_against_itself_has_no_differences(registry: d.Registry, flavou
 
 @pytest.fixture(scope="module")
 def nacos_2x() -> Iterator[NacosServer]:
-    with NacosServer("2.x") as server:
-        yield server
+    server = d.start_nacos("2.x")
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
 def nacos_3x() -> Iterator[NacosServer]:
-    with NacosServer("3.x") as server:
-        yield server
+    server = d.start_nacos("3.x")
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
