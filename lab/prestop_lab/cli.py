@@ -145,6 +145,24 @@ def _run_all(runs: list[RolloutSettings], out: Path) -> list[RolloutResult]:
     return results
 
 
+@lab.command("diff")
+@click.option("--registry", type=click.Choice(["nacos", "eureka"]), default="nacos")
+@click.option("--flavour", type=click.Choice(["2.x", "3.x"]), default="2.x", help="Nacos line.")
+def diff_cmd(registry: str, flavour: str) -> None:
+    """Send one scripted sequence to the emulator and to the real server; table the differences.
+
+    Exits 1 when a difference is neither fixed nor listed (prestop_lab.differential.KNOWN).
+    """
+    from prestop_lab.differential import run_real
+
+    try:
+        text, bad = run_real(registry, flavour)
+    except JavaLabMissing as exc:
+        raise click.UsageError(f"diff: {exc}") from None
+    click.echo(text)
+    sys.exit(1 if bad else 0)
+
+
 def main() -> None:
     """``prestop-lab``: the lab without going through the agent's command."""
     lab(prog_name="prestop-lab")

@@ -624,7 +624,8 @@ class Api:
         if json_wanted:
             body = json.dumps({"instance": self.codec.instance_json(lease)}).encode()
             return 200, body, {"Content-Type": "application/json"}
-        xml = bytes(ET.tostring(self.codec.instance_xml(lease), encoding="utf-8"))
+        element = self.codec.instance_xml(lease)
+        xml = bytes(ET.tostring(element, encoding="utf-8"))
         return 200, xml, {"Content-Type": "application/xml"}
 
     def _cached(
@@ -731,7 +732,7 @@ class Api:
             raise HttpError(404)
         value = query.get("value")
         if value not in STATUSES:  # InstanceStatus.valueOf: case-sensitive
-            raise HttpError(500, "Internal Server Error")
+            raise HttpError(500)
         r.renew(lease)
         if lease.info.get("status") != value:
             r.overrides[instance_id] = (str(value), r.clock())
@@ -754,7 +755,7 @@ class Api:
             raise HttpError(404)
         value = query.get("value", "UNKNOWN")
         if value not in STATUSES:
-            raise HttpError(500, "Internal Server Error")
+            raise HttpError(500)
         r.renew(lease)
         if r.overrides.pop(instance_id, None) is not None:
             lease.info["overriddenStatus"] = "UNKNOWN"
@@ -762,6 +763,36 @@ class Api:
             r.changed(lease, "MODIFIED")
             self.e.replicate("DELETE", f"apps/{app}/{instance_id}/status", query, None, replication)
         return 200, b"", {}
+
+
+_REASONS = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    415: ("Unsupported Media Type"),
+    500: "Internal Server Error",
+}
+
+
+def error_page(status: int, path: str, accept: str) -> tuple[bytes, str]:
+    """Spring Boot's error page for a bodiless Jersey error (seen on the real server).
+
+    JSON unless the client asks for XML only (then Jackson XML's ``<Map>``); see
+    docs/differences.md.
+    """
+    fields = {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime()),
+        "status": str(status),
+        "error": _REASONS.get(status, "Error"),
+        "path": path,
+    }
+    if "xml" in accept and "json" not in accept:
+        root = ET.Element("Map")
+        for key, value in fields.items():
+            ET.SubElement(root, key).text = value
+        return bytes(ET.tostring(root, encoding="utf-8")), "application/xml;charset=UTF-8"
+    body = {**fields, "status": status}
+    return json.dumps(body).encode(), "application/json"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -784,6 +815,9 @@ class _Handler(BaseHTTPRequestHandler):
         except HttpError as exc:
             status, payload = exc.status, exc.body.encode()
             out_headers = {"Content-Type": exc.content_type} if payload else {}
+            if not payload and status >= 400:
+                payload, content_type = error_page(status, parts.path, headers.get("accept", ""))
+                out_headers = {"Content-Type": content_type}
             if exc.status == 401:
                 out_headers["WWW-Authenticate"] = 'Basic realm="Realm"'
         self.server.emulator.record(self.command, parts.path, query, headers, status)

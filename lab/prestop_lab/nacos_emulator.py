@@ -151,7 +151,6 @@ class Store:
             "instanceHeartBeatInterval": 5000,
             "instanceHeartBeatTimeOut": 15000,
             "ipDeleteTimeout": 30000,
-            "instanceIdGenerator": "simple",
         }
 
     def live(self, svc: SvcKey) -> list[dict[str, Any]]:
@@ -374,7 +373,12 @@ class Api:
         return 200, json.dumps({"code": code, "message": message, "data": data}), "json"
 
     def spring_error(self, status: int, message: str, path: str) -> HttpError:
-        reason = {403: "Forbidden", 404: "Not Found", 410: "Gone"}.get(status, "Error")
+        reason = {
+            403: "Forbidden",
+            404: "Not Found",
+            410: "Gone",
+            500: "Internal Server Error",
+        }.get(status, "Error")
         body = {
             "timestamp": datetime.now(timezone.utc).isoformat(),
             "status": status,
@@ -420,17 +424,26 @@ class Api:
         if (method == "POST" and sub in ("/v1/auth/login", "/v1/auth/users/login")) or (
             flavour == "3.x" and method == "POST" and sub == "/v3/auth/user/login"
         ):
+            unknown = params.get("username", "") not in self.config.users
+            if flavour == "3.x" and unknown and "password" in params:
+                # Real 3.1.0 (docs/differences.md): the v3 login refuses an unknown user with
+                # Spring's 403 "Access Denied"; the v1 path fails in its compatibility layer.
+                if sub == "/v3/auth/user/login":
+                    raise self.spring_error(403, "Access Denied", full)
+                raise self.spring_error(
+                    500, "Handle API Compatibility failed, please see log for detail.", full
+                )
             status, body, extra = self.auth.login(params)
             return status, body, "json" if status == 200 else "text", extra
         if sub == "/v3/admin/core/state" and method == "GET":
             if flavour != "3.x":
                 raise self.spring_error(404, "No static resource", full)
-            return (*self.result({"version": self.version, "standalone_mode": "standalone"}), {})
+            return (*self.result({"version": self.version, "startup_mode": "standalone"}), {})
         if sub == "/v1/console/server/state" and method == "GET":
             if flavour == "3.x":
                 # 3.x serves the console on its own port: on the main port this is a 404.
                 raise self.spring_error(404, "No static resource", full)
-            state: dict[str, Any] = {"version": self.version, "standalone_mode": "standalone"}
+            state: dict[str, Any] = {"version": self.version, "startup_mode": "standalone"}
             if flavour == "2.x":
                 state |= {"function_mode": None, "auth_enabled": str(self.config.auth_enabled)}
             return 200, json.dumps(state), "json", {}
@@ -604,7 +617,8 @@ class Api:
             "hosts": hosts,
             "lastRefTime": int(time.time() * 1000),
             "checksum": "",
-            "allIPs": False,
+            # 3.1.0's v1 compatibility layer writes "allIps" (real server, docs/differences.md).
+            "allIps" if self.config.flavour == "3.x" else "allIPs": False,
             "reachProtectionThreshold": False,
             "valid": True,
         }
