@@ -35,6 +35,11 @@ class RegistryError(AgentError):
 class RegistryUnavailable(RegistryError):
     """No registry address answered usefully (network error, timeout, 5xx)."""
 
+    def __init__(self, message: str, *, protocol_errors_only: bool = False) -> None:
+        super().__init__(message)
+        # Every address answered, but with a broken HTTP answer (not a timeout or a refusal).
+        self.protocol_errors_only = protocol_errors_only
+
 
 class AuthError(RegistryError):
     """The registry refused our credentials or token."""

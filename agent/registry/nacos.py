@@ -113,7 +113,10 @@ class NacosHttp:
                 continue
             self._current = index
             return response
-        raise RegistryUnavailable(f"{method} {path} failed on every server ({'; '.join(errors)})")
+        raise RegistryUnavailable(
+            f"{method} {path} failed on every server ({'; '.join(errors)})",
+            protocol_errors_only=bool(errors) and all("RemoteProtocolError" in e for e in errors),
+        )
 
     def request(
         self,
@@ -169,13 +172,25 @@ class NacosHttp:
             # 3.x Java SDK tries v3 first and falls back to v1 on 404/501 (HttpLoginProcessor).
             paths.insert(0, "/v3/auth/user/login")
         form = {"username": self._settings.username, "password": self._settings.password}
+        user = self._settings.username
+        refused = (
+            f"login refused for user {user!r}: {{}}; "
+            "check --username and the password (NACOS_PASSWORD / --password-file)"
+        )
         response: httpx.Response | None = None
         for path in paths:
-            response = self._send("POST", path, deadline, data=form)
+            try:
+                response = self._send("POST", path, deadline, data=form)
+            except RegistryUnavailable as exc:
+                # The server answered the version query a moment ago. Nacos 2.3 answers a wrong
+                # password with a broken status line (``HTTP/1.1 0``, no body), seen on the real
+                # server; retrying that until the budget is gone would only hide the cause.
+                if exc.protocol_errors_only:
+                    raise AuthError(refused.format("the server broke the answer off")) from None
+                raise
             if response.status_code not in (404, 405, 410, 501):
                 break
         assert response is not None
-        user = self._settings.username
         if response.status_code == 200:
             try:
                 body = response.json()
@@ -189,14 +204,14 @@ class NacosHttp:
             self._token_expires = self._clock.now() + ttl * _TOKEN_REFRESH_MARGIN
             log.info("registry_login", username=user, token_ttl=ttl)
             return
-        if response.status_code == 403 or (
-            response.status_code == 500 and "not found" in response.text.lower()
+        if response.status_code in (401, 403) or (
+            response.status_code == 500
+            and (server.major >= 3 or "not found" in response.text.lower())
         ):
-            # 2.x/3.x answer an unknown user with 500 "caused: User x not found;" (#15682).
-            raise AuthError(
-                f"login refused for user {user!r}: {_snippet(response)}; "
-                "check --username and the password (NACOS_PASSWORD / --password-file)"
-            )
+            # 2.x/3.x answer an unknown user with 500 "caused: User x not found;" (#15682), and
+            # the real 3.1 server a wrong password with a bare 500 ("No message available") on
+            # both login paths: on 3.x a 500 from the login is a refusal, not an outage.
+            raise AuthError(refused.format(_snippet(response)))
         if response.status_code >= 500:
             raise RegistryUnavailable(f"login -> HTTP {response.status_code}: {_snippet(response)}")
         raise RegistryRejected(f"login -> HTTP {response.status_code}: {_snippet(response)}")

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 
 if TYPE_CHECKING:
-    from prestop_lab.real import NacosServer
+    pass
 
 Registry = Literal["nacos", "eureka"]
 Auth = Literal["token", "none", "garbage", "expired"]
@@ -592,13 +592,6 @@ def sequence(registry: Registry, flavour: str) -> list[Call]:
 
 # --- known differences ---
 
-_WRONG_PASSWORD_2X = (
-    "Nacos 2.3.1 answers a wrong password with the status line 'HTTP/1.1 0' and no body (no valid "
-    "HTTP status at all; clients raise a protocol error). Not emulated: the emulator keeps 403 "
-    "'user not found!', which the agent turns into AuthError (lab/tests/test_nacos.py "
-    "test_wrong_password_is_an_auth_error); against the real server the agent sees a transport "
-    "error and reports RegistryUnavailable instead (reported, agent unchanged)"
-)
 _XML_DOWN = (
     "the real server's live XML read (GET apps/{APP}/{id}, XStream converter) writes status "
     "OUT_OF_SERVICE as DOWN; JSON and the cached apps/... XML say OUT_OF_SERVICE. The agent "
@@ -607,32 +600,8 @@ _XML_DOWN = (
     "py-eureka-client's XML read"
 )
 
-_WRONG_PASSWORD_3X = (
-    "Nacos 3.1.0 answers a wrong password with HTTP 500 and Spring's error JSON: v3 login "
-    "'No message available', v1 login 'Handle API Compatibility failed, please see log for "
-    "detail.'. Not emulated: the emulator keeps 403 'User not found! ...', pinned by "
-    "lab/tests/test_nacos_emulator.py test_login_failures[3.x] and lab/tests/test_nacos.py "
-    "test_wrong_password_is_an_auth_error[3.x]; against the real server the agent reports "
-    "RegistryUnavailable ('login -> HTTP 500') instead of AuthError (reported, agent unchanged)"
-)
-_V1_STATE_3X = (
-    "Nacos 3.1.0 answers GET /v1/console/server/state on the main port with 410 (compatibility "
-    "filter, names /v3/console/server/state); the emulator says 404, pinned by "
-    "lab/tests/test_nacos_emulator.py test_3x_main_port_has_no_v1_console. The agent reads "
-    "/v3/admin/core/state first (200 on 3.x) and never gets here; either answer is not-200"
-)
-
-
-def _known_login(flavour: str, steps: tuple[str, ...], reason: str) -> list[Known]:
-    aspects = ("status", "kind", "text 'not found'")
-    return [Known("nacos", (flavour,), s, a, reason) for s in steps for a in aspects]
-
-
 # Every difference that is not fixed in the emulator, with its reason (docs/differences.md).
 KNOWN: list[Known] = [
-    *_known_login("2.x", ("login_bad_password",), _WRONG_PASSWORD_2X),
-    *_known_login("3.x", ("login_bad_password", "login_v3_bad_password"), _WRONG_PASSWORD_3X),
-    Known("nacos", ("3.x",), "state_v1", "status", _V1_STATE_3X),
     Known("eureka", ("-",), "instance_xml_out", "value instance.status", _XML_DOWN),
 ]
 
@@ -1066,29 +1035,9 @@ def run_pair(
     return emu_results, real_results, compare(registry, flavour, emu_results, real_results)
 
 
-def start_nacos(flavour: Literal["2.x", "3.x"], attempts: int = 2) -> NacosServer:
-    """A started real NacosServer; a start that died of Derby's boot timeout is tried again.
-
-    On a loaded 2-core machine the embedded Derby sometimes misses the connection pool's
-    login timeout and Nacos exits at start (``SQLTimeoutException: Login timeout exceeded``,
-    seen in 3 of about 8 starts here); anything else, JavaLabMissing included, is raised at once.
-    """
-    from prestop_lab.real import NacosServer
-
-    for attempt in range(1, attempts + 1):
-        server = NacosServer(flavour)
-        try:
-            return server.start()
-        except RuntimeError as exc:
-            server.stop()
-            if "Login timeout exceeded" not in str(exc) or attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
-
-
 def run_real(registry: str, flavour: str) -> tuple[str, int]:
     """Start the real server, run the pair, render; (text, number of unlisted differences)."""
-    from prestop_lab.real import EurekaPeers
+    from prestop_lab.real import EurekaPeers, NacosServer
 
     if registry == "eureka":
         with EurekaPeers(cache_interval_s=1.0) as peers:
@@ -1096,7 +1045,7 @@ def run_real(registry: str, flavour: str) -> tuple[str, int]:
         title = "Eureka (Spring Cloud Netflix Eureka server) vs eureka_emulator"
     else:
         fl: Literal["2.x", "3.x"] = "3.x" if flavour == "3.x" else "2.x"
-        server = start_nacos(fl)
+        server = NacosServer(fl).start()
         try:
             emu, real, diffs = run_pair("nacos", fl, nacos_real_target(server))
         finally:

@@ -96,6 +96,10 @@ class Client:
     last_beat: float
 
 
+# A status the handler answers with a broken status line (``HTTP/1.1 0``) and no body.
+BROKEN_ANSWER = 0
+
+
 class HttpError(Exception):
     """An answer other than success: status, body and content type."""
 
@@ -322,6 +326,9 @@ class Auth:
             # UsernameNotFoundException → 500 (alibaba/nacos#15682).
             return 500, f"caused: User {user} not found;", {}
         if self.config.users[user] != password:
+            if self.config.flavour == "2.x":
+                # Real 2.3.1 (docs/differences.md): no valid status line, no body.
+                return BROKEN_ANSWER, "", {}
             return 403, self.no_user_text(), {}
         token = self.issue(user)
         body = {
@@ -424,11 +431,16 @@ class Api:
         if (method == "POST" and sub in ("/v1/auth/login", "/v1/auth/users/login")) or (
             flavour == "3.x" and method == "POST" and sub == "/v3/auth/user/login"
         ):
-            unknown = params.get("username", "") not in self.config.users
-            if flavour == "3.x" and unknown and "password" in params:
+            user = params.get("username", "")
+            unknown = user not in self.config.users
+            wrong = not unknown and self.config.users[user] != params.get("password")
+            if flavour == "3.x" and (unknown or wrong) and "password" in params:
                 # Real 3.1.0 (docs/differences.md): the v3 login refuses an unknown user with
-                # Spring's 403 "Access Denied"; the v1 path fails in its compatibility layer.
+                # Spring's 403 "Access Denied" and a wrong password with a bare 500; the v1
+                # path fails in its compatibility layer either way.
                 if sub == "/v3/auth/user/login":
+                    if wrong:
+                        raise self.spring_error(500, "No message available", full)
                     raise self.spring_error(403, "Access Denied", full)
                 raise self.spring_error(
                     500, "Handle API Compatibility failed, please see log for detail.", full
@@ -441,8 +453,11 @@ class Api:
             return (*self.result({"version": self.version, "startup_mode": "standalone"}), {})
         if sub == "/v1/console/server/state" and method == "GET":
             if flavour == "3.x":
-                # 3.x serves the console on its own port: on the main port this is a 404.
-                raise self.spring_error(404, "No static resource", full)
+                # Real 3.1.0: the compatibility filter answers the old console path with 410.
+                raise HttpError(
+                    410,
+                    "Current API will be deprecated, please use API `/v3/console/server/state`",
+                )
             state: dict[str, Any] = {"version": self.version, "startup_mode": "standalone"}
             if flavour == "2.x":
                 state |= {"function_mode": None, "auth_enabled": str(self.config.auth_enabled)}
@@ -965,6 +980,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (KeyError, ValueError, TypeError) as exc:
             status, body_text, content_type = 400, f"bad request: {exc}", "text/plain"
         self.server.emulator.record(self.command, parts.path, params, status)
+        if status == BROKEN_ANSWER:
+            self.close_connection = True
+            self.wfile.write(b"HTTP/1.1 0 \r\n\r\n")
+            return
         data = body_text.encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)

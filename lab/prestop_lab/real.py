@@ -123,7 +123,21 @@ class NacosServer:
             args += [f"--nacos.server.main.port={self.port}", f"--nacos.console.port={console}"]
         return java_argv(module, *args, heap_mb=384, sysprops=sysprops)
 
-    def start(self) -> NacosServer:
+    def start(self, attempts: int = 2) -> NacosServer:
+        """Start and wait until a login works; a start that died of Derby's boot timeout is
+        tried again (on a loaded 2-core machine the embedded Derby sometimes misses the
+        connection pool's login timeout and Nacos exits: ``Login timeout exceeded``)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once()
+            except RuntimeError as exc:
+                self.stop()
+                if "Login timeout exceeded" not in str(exc) or attempt == attempts:
+                    raise
+                self.home = Path(tempfile.mkdtemp(prefix=f"prestop-nacos-{self.flavour}-"))
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> NacosServer:
         self.port = nacos_port()
         t0 = time.monotonic()
         self.proc = procs.start(f"nacos-{self.flavour}", self._argv(), cwd=self.home)

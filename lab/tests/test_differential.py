@@ -38,18 +38,14 @@ def test_emulator_against_itself_has_no_differences(registry: d.Registry, flavou
     assert all(r.until_met in (None, True) for r in first), d.steps_rows(first, second, [])
 
 
-@pytest.fixture(scope="module")
-def nacos_2x() -> Iterator[NacosServer]:
-    server = d.start_nacos("2.x")
-    yield server
-    server.stop()
+@pytest.fixture
+def nacos_2x(real_nacos2: NacosServer) -> NacosServer:
+    return real_nacos2
 
 
-@pytest.fixture(scope="module")
-def nacos_3x() -> Iterator[NacosServer]:
-    server = d.start_nacos("3.x")
-    yield server
-    server.stop()
+@pytest.fixture
+def nacos_3x(real_nacos3: NacosServer) -> NacosServer:
+    return real_nacos3
 
 
 @pytest.fixture(scope="module")
