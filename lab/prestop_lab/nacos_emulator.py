@@ -454,9 +454,8 @@ class Api:
         if sub == "/v1/console/server/state" and method == "GET":
             if flavour == "3.x":
                 # Real 3.1.0: the compatibility filter answers the old console path with 410.
-                raise HttpError(
-                    410,
-                    "Current API will be deprecated, please use API `/v3/console/server/state`",
+                raise self.spring_error(
+                    410, "Current API will be deprecated, use GET /v3/console/server/state", full
                 )
             state: dict[str, Any] = {"version": self.version, "startup_mode": "standalone"}
             if flavour == "2.x":

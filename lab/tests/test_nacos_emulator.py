@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -76,17 +76,42 @@ def test_patch_and_detail_on_unknown_ip(nacos: NacosEmulator) -> None:
         assert (r.status_code, r.text) == (404, "no matched ip found!")
 
 
-def test_list_filters_disabled_after_push_delay(nacos: NacosEmulator) -> None:
-    """The consumer list lags a write by the push delay and never shows disabled instances."""
-    nacos.register("orders", "10.0.0.5", 8080)
-    time.sleep(0.1)
-    call(nacos, "PATCH", "/v1/ns/instance", **IDS, enabled="false")
-    hosts = call(nacos, "GET", "/v1/ns/instance/list", serviceName="orders").json()["hosts"]
-    assert len(hosts) == 1  # not pushed yet
-    time.sleep(0.1)
-    assert call(nacos, "GET", "/v1/ns/instance/list", serviceName="orders").json()["hosts"] == []
-    catalog = call(nacos, "GET", "/v1/ns/catalog/instances", serviceName="orders").json()
-    assert catalog["list"][0]["enabled"] is False
+def test_list_filters_disabled_after_push_delay() -> None:
+    """The consumer list lags a write by the push delay and never shows disabled instances.
+
+    The emulator runs on a clock the test moves, so "not pushed yet" is not a wall-clock race.
+    """
+    clock = Clock()
+    nacos = start(clock=clock)
+    try:
+        nacos.register("orders", "10.0.0.5", 8080)
+        clock.t += 1.0
+        assert wait_until(lambda: len(consumer_hosts(nacos)) == 1)
+        call(nacos, "PATCH", "/v1/ns/instance", **IDS, enabled="false")
+        time.sleep(0.3)  # background ticks run; the fake clock has not moved
+        assert len(consumer_hosts(nacos)) == 1  # not pushed yet
+        clock.t += 1.0
+        assert wait_until(lambda: consumer_hosts(nacos) == [])
+        catalog = call(nacos, "GET", "/v1/ns/catalog/instances", serviceName="orders").json()
+        assert catalog["list"][0]["enabled"] is False
+    finally:
+        nacos.stop()
+
+
+def consumer_hosts(nacos: NacosEmulator) -> list[object]:
+    hosts: list[object] = call(nacos, "GET", "/v1/ns/instance/list", serviceName="orders").json()[
+        "hosts"
+    ]
+    return hosts
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
 
 
 def test_http_delete_is_a_noop_for_grpc_instances(nacos: NacosEmulator) -> None:
