@@ -37,6 +37,7 @@ class _Seen:
     holding: bool | None = None
     let_go_after: float | None = None
     error: str | None = None
+    blind: bool = False  # its view does not show the service's hosts
 
 
 @dataclass
@@ -87,10 +88,18 @@ class ConsumerView:
                 timeout=deadline.timeout(self.http_timeout),
             )
             holding = self._holds(response.json())
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
             seen.error = type(exc).__name__
             return
         seen.error = None
+        if holding is None:
+            # Spring Cloud Alibaba's endpoint lists only services subscribed with a listener,
+            # and never their hosts (seen on the real consumer): an empty view is no evidence.
+            if not seen.blind:
+                log.info("consumer_view_unknown", consumer=f"{sub.ip}:{port}")
+            seen.blind = True
+            return
+        seen.blind = False
         if seen.holding is not False and not holding:
             # At the first look a consumer may already have let go: "by now", not "exactly".
             seen.let_go_after = now - (self._started or now)
@@ -99,15 +108,18 @@ class ConsumerView:
             )
         seen.holding = holding
 
-    def _holds(self, body: Any) -> bool:
+    def _holds(self, body: Any) -> bool | None:
+        """Whether the consumer's view lists us; None when it does not show the service's hosts."""
         for info in body.get("subscribe") or [] if isinstance(body, dict) else []:
             name = str(info.get("name", ""))
-            if name.split("@@")[-1] != self.service:
+            hosts = info.get("hosts")
+            if name.split("@@")[-1] != self.service or not isinstance(hosts, list):
                 continue
-            for host in info.get("hosts") or []:
+            for host in hosts:
                 if str(host.get("ip")) == self.ip and int(host.get("port", 0)) == self.port:
                     return host.get("enabled", True) is not False
-        return False
+            return False
+        return None
 
     def summary(self) -> dict[str, Any]:
         still = sorted(k for k, v in self._seen.items() if v.holding)
@@ -122,4 +134,5 @@ class ConsumerView:
             },
             "still_holding": still,
             "unreachable": sorted(k for k, v in self._seen.items() if v.error),
+            "view_unknown": sorted(k for k, v in self._seen.items() if v.blind),
         }
