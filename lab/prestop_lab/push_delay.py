@@ -71,7 +71,8 @@ def start_sdk_app(
 
 @dataclass(frozen=True)
 class Push:
-    mono: float
+    t: float  # time.time() on arrival
+    mono: float  # time.monotonic() on arrival
     hosts: list[dict[str, Any]]
 
     def has(self, port: int) -> bool:
@@ -102,7 +103,7 @@ class SdkSubscriber:
         for line in list(self.proc.lines):
             if line.startswith('{"t"'):
                 body = json.loads(line)
-                out.append(Push(float(body["mono"]), list(body["hosts"])))
+                out.append(Push(float(body["t"]), float(body["mono"]), list(body["hosts"])))
         return out
 
     def wait_push(self, after: float, want_port: int, present: bool, timeout: float) -> Push:
