@@ -189,7 +189,7 @@ class DiscoveryPoller:
         self.port = port
         self.changes: list[tuple[float, bool]] = []
         self.saw_hosts = False
-        self.sample: Any = None  # the service's entry in "subscribe", as last seen
+        self.body_subscribe: Any = None  # the endpoint's "subscribe", as last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="discovery-poller", daemon=True)
 
@@ -198,10 +198,11 @@ class DiscoveryPoller:
         return self
 
     def _holds(self, body: Any) -> bool:
+        if isinstance(body, dict):
+            self.body_subscribe = body.get("subscribe")
         for info in body.get("subscribe") or [] if isinstance(body, dict) else []:
             if str(info.get("name", "")).split("@@")[-1] != SERVICE:
                 continue
-            self.sample = info
             hosts = info.get("hosts") or []
             if hosts:
                 self.saw_hosts = True
@@ -276,15 +277,19 @@ def run_push_delay(flavour: Literal["2.x", "3.x"], samples: int) -> dict[str, An
             consumer.start()  # its first choose() subscribes its Nacos client
             poller = DiscoveryPoller(consumer, target).start()
             subscriber.wait_push(0, target, True, PUSH_TIMEOUT)
-            procs.wait_for(lambda: poller is not None and poller.first(0, True), 30)
+            chooser = ChoiceLog(consumer, f"127.0.0.1:{target}")
+            procs.wait_for(lambda: chooser.first_to_target(0.0) is not None, 60, 0.1)
+            # The endpoint lists a service only while its Nacos client has a listener on it.
+            if not procs.wait_for(lambda: poller is not None and poller.saw_hosts, 10, 0.1):
+                out.notes.append(
+                    "/actuator/nacosdiscovery listed no hosts for the service (spring-nacos-cache "
+                    f"n/a); its 'subscribe': {json.dumps(poller.body_subscribe)[:200]}"
+                )
+                poller.stop()
+                poller = None
             for _ in range(samples):
                 for enabled in (False, True):
-                    _one(server, target, weight, enabled, subscriber, consumer, poller, out)
-            if not poller.saw_hosts:
-                out.notes.append(
-                    "/actuator/nacosdiscovery listed no hosts (spring-nacos-cache n/a); its "
-                    f"entry for the service: {json.dumps(poller.sample)[:300]}"
-                )
+                    _one(server, target, weight, enabled, subscriber, chooser, poller, out)
             version = server.flavour
             started_s = server.started_s
         finally:
@@ -310,14 +315,47 @@ def run_push_delay(flavour: Literal["2.x", "3.x"], samples: int) -> dict[str, An
     }
 
 
+class ChoiceLog:
+    """The consumer's records, fetched incrementally: which instance ``choose()`` gave when."""
+
+    def __init__(self, consumer: JavaConsumer, target: str) -> None:
+        self.url = f"{consumer.url}/lab/records"
+        self.target = target
+        self.after = 0
+        self.starts: list[tuple[float, str]] = []  # (monotonic start, "ip:port")
+        self._offset = time.time() - time.monotonic()  # Java stamps with the wall clock
+
+    def fetch(self) -> None:
+        while True:
+            body = httpx.get(self.url, params={"after": self.after}, timeout=30).json()
+            for _seq, start_ms, _end_ms, instance, _outcome in body["records"]:
+                self.starts.append((start_ms / 1000 - self._offset, str(instance or "-")))
+            if not body["records"] or body["next"] == self.after:
+                return
+            self.after = body["next"]
+
+    def first_to_target(self, after: float) -> float | None:
+        self.fetch()
+        return next((t for t, i in self.starts if t >= after and i == self.target), None)
+
+    def left_target(self, after: float, others: int = 10) -> float | None:
+        """The last request to the target, once ``others`` later ones went elsewhere."""
+        self.fetch()
+        last = max((t for t, i in self.starts if i == self.target), default=None)
+        later = [t for t, i in self.starts if t >= after and (last is None or t > last)]
+        if len(later) < others:
+            return None
+        return last if last is not None else after
+
+
 def _one(
     server: NacosServer,
     target: int,
     weight: float,
     enabled: bool,
     subscriber: SdkSubscriber,
-    consumer: JavaConsumer,
-    poller: DiscoveryPoller,
+    chooser: ChoiceLog,
+    poller: DiscoveryPoller | None,
     out: Samples,
 ) -> None:
     way = "in" if enabled else "out"
@@ -325,24 +363,24 @@ def _one(
     answered = set_enabled(server, target, enabled, weight)
     push = subscriber.wait_push(before, target, enabled, PUSH_TIMEOUT)
     out.add(f"sdk-push ({way})", (push.mono - answered) * 1000)
-    procs.wait_for(lambda: poller.first(before, enabled) is not None, PUSH_TIMEOUT, 0.02)
-    seen = poller.first(before, enabled)
-    if seen is not None and poller.saw_hosts:
-        out.add(f"spring-nacos-cache ({way})", (seen - answered) * 1000)
-    # Let the consumer send a while after the change, then read which instance it chose when.
-    time.sleep(max(0.0, 1.5 - (time.monotonic() - answered)))
-    chosen = [r for r in consumer.records() if r.start >= before - 1.0]
-    mine = f"127.0.0.1:{target}"
-    if enabled:
-        first_in = next((r.start for r in chosen if r.start >= before and r.instance == mine), None)
-        if first_in is not None:
-            out.add(f"spring-choose ({way})", (first_in - answered) * 1000)
+    if poller is not None:
+        procs.wait_for(lambda: poller.first(before, enabled) is not None, PUSH_TIMEOUT, 0.02)
+        seen = poller.first(before, enabled)
+        if seen is not None:
+            out.add(f"spring-nacos-cache ({way})", (seen - answered) * 1000)
+    found: list[float] = []
+
+    def chosen() -> bool:
+        t = chooser.first_to_target(before) if enabled else chooser.left_target(before)
+        if t is not None:
+            found.append(t)
+        return t is not None
+
+    if procs.wait_for(chosen, PUSH_TIMEOUT, 0.1):
+        # Out: a last request before the write counts as 0 (it let go no later than that).
+        out.add(f"spring-choose ({way})", max(0.0, found[-1] - answered) * 1000)
     else:
-        last = max((r.start for r in chosen if r.instance == mine), default=None)
-        if last is not None and last >= before:
-            out.add(f"spring-choose ({way})", (last - answered) * 1000)
-        elif last is not None:
-            out.add(f"spring-choose ({way})", 0.0)
+        out.notes.append(f"spring-choose ({way}): no change seen within {PUSH_TIMEOUT:g}s")
 
 
 def render(result: dict[str, Any]) -> str:
