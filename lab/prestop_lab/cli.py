@@ -163,6 +163,25 @@ def diff_cmd(registry: str, flavour: str) -> None:
     sys.exit(1 if bad else 0)
 
 
+@lab.command("push-delay")
+@click.option("--flavour", type=click.Choice(["2.x", "3.x"]), default="2.x")
+@click.option("--samples", type=int, default=10, help="Disable/enable rounds.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+def push_delay(flavour: str, samples: int, json_path: Path | None) -> None:
+    """Real Nacos: delay from a take-out write to the SDK's push and the Spring consumer's view."""
+    from prestop_lab.push_delay import render, run_push_delay, write_json
+
+    click.echo(f"push-delay: real Nacos {flavour}, {samples} samples ...", err=True)
+    try:
+        result = run_push_delay("3.x" if flavour == "3.x" else "2.x", samples)
+    except JavaLabMissing as exc:
+        raise click.UsageError(f"push-delay: {exc}") from None
+    click.echo(render(result))
+    if json_path is not None:
+        write_json(result, json_path)
+        click.echo(f"wrote {json_path}")
+
+
 def main() -> None:
     """``prestop-lab``: the lab without going through the agent's command."""
     lab(prog_name="prestop-lab")
