@@ -18,6 +18,13 @@ from prestop_lab.rollout import RolloutResult, RolloutSettings
 @click.option("--rate", type=float, default=50.0, help="Consumer requests per second.")
 @click.option("--staleness", type=float, default=1.0, help="Consumer's list refresh interval.")
 @click.option("--budget", type=float, default=20.0, help="The agent's --budget.")
+@click.option(
+    "--stack",
+    type=click.Choice(["emulator", "real"]),
+    default="emulator",
+    help="The emulator and Python apps, or a real Nacos (2.x/3.x, auth on) and Spring Cloud "
+    "apps; --staleness is then the consumer's load-balancer cache.",
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.pass_context
 def lab(
@@ -27,18 +34,28 @@ def lab(
     rate: float,
     staleness: float,
     budget: float,
+    stack: str,
     json_path: Path | None,
 ) -> None:
     """Run the preStop demo: emulator, two app instances, a consumer, and `prestop drain`."""
     if ctx.invoked_subcommand is not None:
         return
-    from prestop_lab.demo import DemoSettings, render, run_demo, write_json
+    from prestop_lab.demo import DemoSettings, render, run_demo, run_real_demo, write_json
 
     settings = DemoSettings(
-        flavour=flavour, auth=auth, rate=rate, staleness=staleness, budget=budget
+        flavour=flavour, auth=auth, rate=rate, staleness=staleness, budget=budget, stack=stack
     )
-    click.echo(f"lab: Nacos {flavour} emulator, 2 demo apps, a consumer at {rate:g} req/s ...")
-    result = run_demo(settings)
+    if stack == "real":
+        if flavour == "1.x":
+            raise click.UsageError("--stack real: the real stack has Nacos 2.x and 3.x")
+        click.echo(f"lab: real Nacos {flavour}, 2 Spring Cloud providers, a consumer ...")
+        try:
+            result = run_real_demo(settings)
+        except JavaLabMissing as exc:
+            raise click.UsageError(f"--stack real: {exc}") from None
+    else:
+        click.echo(f"lab: Nacos {flavour} emulator, 2 demo apps, a consumer at {rate:g} req/s ...")
+        result = run_demo(settings)
     click.echo(render(result, settings))
     if json_path is not None:
         write_json(result, settings, json_path)

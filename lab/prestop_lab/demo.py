@@ -30,6 +30,7 @@ class DemoSettings:
     budget: float = 20.0
     latency_ms: float = 20.0
     push_delay: float = 0.5
+    stack: str = "emulator"  # or "real": lab/java's servers and Spring Cloud apps
 
 
 @dataclass
@@ -154,6 +155,70 @@ def run_demo(settings: DemoSettings) -> DemoResult:
         finally:
             for app in apps:
                 app.kill()
+    return _result(stats, agent, agent_rc, agent_duration, app_rc)
+
+
+def run_real_demo(settings: DemoSettings) -> DemoResult:
+    """The same demo on the real stack: a real Nacos (auth on), two Spring Cloud Alibaba
+    providers, a Spring Cloud LoadBalancer consumer whose cache lives ``staleness`` seconds."""
+    from prestop_lab.real import (
+        NACOS_USER,
+        SERVICE,
+        JavaConsumer,
+        NacosServer,
+        registry_args,
+        start_provider,
+    )
+
+    apps: list[procs.Proc] = []
+    with NacosServer("3.x" if settings.flavour == "3.x" else "2.x") as nacos:
+        registry = registry_args(nacos, fetch_s=30, renewal_s=5)
+        consumer = JavaConsumer(
+            registry, rate=settings.rate, lb_cache_ttl_s=settings.staleness, tail_probability=0
+        )
+        try:
+            ports = [procs.free_port(), procs.free_port()]
+            apps = [start_provider(p, registry) for p in ports]
+            if not procs.wait_for(lambda: len(nacos.consumer_view()) == 2, 60):
+                raise RuntimeError("the providers did not show up in Nacos")
+            consumer.launch()
+            consumer.start()
+            procs.wait_for(lambda: len(consumer.stats()["per_instance"]) == 2, 30)
+            env = {
+                "PRESTOP_NACOS_ADDR": nacos.addr,
+                "PRESTOP_SERVICE": SERVICE,
+                "PRESTOP_IP": "127.0.0.1",
+                "PRESTOP_PORT": str(ports[0]),
+                "PRESTOP_BUDGET": str(settings.budget),
+                "PRESTOP_USERNAME": NACOS_USER,
+                "PRESTOP_PASSWORD": nacos.password,
+                "PRESTOP_LOG_FORMAT": "json",
+                "PRESTOP_LOG_TO_PID1": "false",
+            }
+            agent = procs.start("prestop-drain", procs.prestop_argv("drain"), env=env)
+            started = time.monotonic()
+            agent_rc = agent.wait(settings.budget + 10)
+            agent_duration = time.monotonic() - started
+            if agent_rc is None:
+                agent.kill()
+            app_rc = apps[0].wait(30)
+            time.sleep(1.0)  # the consumer keeps going: any late request would fail now
+            consumer.stop()
+            stats = consumer.stats()
+        finally:
+            consumer.kill()
+            for app in apps:
+                app.kill()
+    return _result(stats, agent, agent_rc, agent_duration, app_rc)
+
+
+def _result(
+    stats: dict[str, Any],
+    agent: procs.Proc,
+    agent_rc: int | None,
+    agent_duration: float,
+    app_rc: int | None,
+) -> DemoResult:
     summary = summary_line(agent.lines)
     phases = summary.get("phases", {})
     confirm, drain, shutdown = (phases.get(k, {}) for k in ("confirm", "drain", "shutdown"))
@@ -178,9 +243,15 @@ def run_demo(settings: DemoSettings) -> DemoResult:
 
 
 def render(result: DemoResult, settings: DemoSettings) -> str:
+    if settings.stack == "real":
+        nacos = f"real Nacos {settings.flavour} (auth on)"
+        consumer = f"{settings.rate:g} req/s, load-balancer cache {settings.staleness:g} s"
+    else:
+        nacos = settings.flavour + " emulator" + (" (auth on)" if settings.auth else "")
+        consumer = f"{settings.rate:g} req/s, refreshes every {settings.staleness:g} s"
     rows = [
-        ("nacos flavour", settings.flavour + (" (auth on)" if settings.auth else "")),
-        ("consumer", f"{settings.rate:g} req/s, refreshes every {settings.staleness:g} s"),
+        ("nacos", nacos),
+        ("consumer", consumer),
         ("requests", result.requests),
         ("failed requests", result.errors),
         ("errors by kind", result.errors_by_kind or "-"),

@@ -374,6 +374,24 @@ class JavaConsumer:
                     break
             time.sleep(0.2)
 
+    def stats(self) -> dict[str, Any]:
+        """Totals in the shape of the Python consumer's ``stats()``."""
+        records = self.records()
+        ok = sum(1 for r in records if r.outcome == "ok")
+        errors: dict[str, int] = {}
+        per_instance: dict[str, int] = {}
+        for r in records:
+            per_instance[r.instance] = per_instance.get(r.instance, 0) + 1
+            if r.outcome != "ok":
+                errors[r.outcome] = errors.get(r.outcome, 0) + 1
+        return {
+            "total": len(records),
+            "ok": ok,
+            "errors": len(records) - ok,
+            "errors_by_kind": errors,
+            "per_instance": per_instance,
+        }
+
     def records(self) -> list[Record]:
         out: list[Record] = []
         after = 0
