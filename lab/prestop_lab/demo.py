@@ -162,10 +162,9 @@ def run_real_demo(settings: DemoSettings) -> DemoResult:
     """The same demo on the real stack: a real Nacos (auth on), two Spring Cloud Alibaba
     providers, a Spring Cloud LoadBalancer consumer whose cache lives ``staleness`` seconds."""
     from prestop_lab.real import (
-        NACOS_USER,
-        SERVICE,
         JavaConsumer,
         NacosServer,
+        nacos_agent_env,
         registry_args,
         start_provider,
     )
@@ -184,17 +183,7 @@ def run_real_demo(settings: DemoSettings) -> DemoResult:
             consumer.launch()
             consumer.start()
             procs.wait_for(lambda: len(consumer.stats()["per_instance"]) == 2, 30)
-            env = {
-                "PRESTOP_NACOS_ADDR": nacos.addr,
-                "PRESTOP_SERVICE": SERVICE,
-                "PRESTOP_IP": "127.0.0.1",
-                "PRESTOP_PORT": str(ports[0]),
-                "PRESTOP_BUDGET": str(settings.budget),
-                "PRESTOP_USERNAME": NACOS_USER,
-                "PRESTOP_PASSWORD": nacos.password,
-                "PRESTOP_LOG_FORMAT": "json",
-                "PRESTOP_LOG_TO_PID1": "false",
-            }
+            env = nacos_agent_env(nacos, ports[0], settings.budget)
             agent = procs.start("prestop-drain", procs.prestop_argv("drain"), env=env)
             started = time.monotonic()
             agent_rc = agent.wait(settings.budget + 10)

@@ -26,6 +26,7 @@ import httpx
 from prestop_lab import procs
 from prestop_lab.consumer import Record
 from prestop_lab.java import java_argv
+from prestop_lab.rollout import eureka_agent_env
 
 if TYPE_CHECKING:
     from prestop_lab.rollout import RolloutSettings
@@ -415,6 +416,21 @@ class JavaConsumer:
             self.proc.kill()
 
 
+def nacos_agent_env(server: NacosServer, port: int, budget: float) -> dict[str, str]:
+    """The agent's environment for a lab pod registered in the real Nacos (auth on)."""
+    return {
+        "PRESTOP_NACOS_ADDR": server.addr,
+        "PRESTOP_SERVICE": SERVICE,
+        "PRESTOP_IP": "127.0.0.1",
+        "PRESTOP_PORT": str(port),
+        "PRESTOP_BUDGET": str(budget),
+        "PRESTOP_USERNAME": NACOS_USER,
+        "PRESTOP_PASSWORD": server.password,
+        "PRESTOP_LOG_FORMAT": "json",
+        "PRESTOP_LOG_TO_PID1": "false",
+    }
+
+
 def new_consumer(
     s: RolloutSettings, registry_argv: list[str], owned: list[JavaConsumer]
 ) -> list[JavaConsumer]:
@@ -466,17 +482,7 @@ class RealNacosLab:
         return any(h.get("port") == port for h in self.server.consumer_view())
 
     def agent_env(self, port: int, budget: float) -> dict[str, str]:
-        return {
-            "PRESTOP_NACOS_ADDR": self.server.addr,
-            "PRESTOP_SERVICE": SERVICE,
-            "PRESTOP_IP": "127.0.0.1",
-            "PRESTOP_PORT": str(port),
-            "PRESTOP_BUDGET": str(budget),
-            "PRESTOP_USERNAME": NACOS_USER,
-            "PRESTOP_PASSWORD": self.server.password,
-            "PRESTOP_LOG_FORMAT": "json",
-            "PRESTOP_LOG_TO_PID1": "false",
-        }
+        return nacos_agent_env(self.server, port, budget)
 
     def take_out_by_hand(self, port: int) -> None:
         # The script people paste: one curl that disables the instance (weight not sent).
@@ -539,19 +545,8 @@ class RealEurekaLab:
         return instance is not None and instance.get("status") == "UP"
 
     def agent_env(self, port: int, budget: float) -> dict[str, str]:
-        scale = self.s.time_scale
-        return {
-            "PRESTOP_EUREKA_URL": ",".join(self.peers.urls),
-            "PRESTOP_SERVICE": SERVICE,
-            "PRESTOP_IP": "127.0.0.1",
-            "PRESTOP_PORT": str(port),
-            "PRESTOP_BUDGET": str(budget),
-            "PRESTOP_LOG_FORMAT": "json",
-            "PRESTOP_LOG_TO_PID1": "false",
-            # The Eureka defaults (cap 105 s, confirm 35 s), on the lab's time scale.
-            "PRESTOP_MAX_WAIT": f"{105 * scale:g}",
-            "PRESTOP_CONFIRM_TIMEOUT": f"{35 * scale:g}",
-        }
+        urls = ",".join(self.peers.urls)
+        return eureka_agent_env(urls, SERVICE, port, budget, self.s.time_scale)
 
     def take_out_by_hand(self, port: int) -> None:
         url = f"{self.peers.urls[0]}apps/{SERVICE.upper()}/{self.instance_id(port)}/status"

@@ -190,6 +190,24 @@ class NacosLab:
         ]
 
 
+def eureka_agent_env(
+    urls: str, service: str, port: int, budget: float, scale: float
+) -> dict[str, str]:
+    """The agent's environment for a lab pod registered in Eureka."""
+    return {
+        "PRESTOP_EUREKA_URL": urls,
+        "PRESTOP_SERVICE": service,
+        "PRESTOP_IP": "127.0.0.1",
+        "PRESTOP_PORT": str(port),
+        "PRESTOP_BUDGET": str(budget),
+        "PRESTOP_LOG_FORMAT": "json",
+        "PRESTOP_LOG_TO_PID1": "false",
+        # The Eureka defaults (cap 105 s, confirm 35 s), on the lab's time scale.
+        "PRESTOP_MAX_WAIT": f"{105 * scale:g}",
+        "PRESTOP_CONFIRM_TIMEOUT": f"{35 * scale:g}",
+    }
+
+
 class EurekaLab:
     """The Eureka emulator (time-scaled caches and leases) and Eureka-style consumers."""
 
@@ -227,19 +245,7 @@ class EurekaLab:
         return instance is not None and instance.get("status") == "UP"
 
     def agent_env(self, port: int, budget: float) -> dict[str, str]:
-        scale = self.s.time_scale
-        return {
-            "PRESTOP_EUREKA_URL": self.emulator.url,
-            "PRESTOP_SERVICE": SERVICE,
-            "PRESTOP_IP": "127.0.0.1",
-            "PRESTOP_PORT": str(port),
-            "PRESTOP_BUDGET": str(budget),
-            "PRESTOP_LOG_FORMAT": "json",
-            "PRESTOP_LOG_TO_PID1": "false",
-            # The Eureka defaults (cap 105 s, confirm 35 s), on the lab's time scale.
-            "PRESTOP_MAX_WAIT": f"{105 * scale:g}",
-            "PRESTOP_CONFIRM_TIMEOUT": f"{35 * scale:g}",
-        }
+        return eureka_agent_env(self.emulator.url, SERVICE, port, budget, self.s.time_scale)
 
     def take_out_by_hand(self, port: int) -> None:
         # curl -X PUT .../eureka/apps/DEMO/<id>/status?value=OUT_OF_SERVICE
