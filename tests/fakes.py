@@ -46,6 +46,16 @@ class FakeRegistry:
     calls: list[str] = field(default_factory=list)
     name: str = "fake"
 
+    # The rest of the Registry protocol: the sequence does not call these.
+    def connect(self, deadline: Deadline) -> str:
+        raise NotImplementedError
+
+    def describe_instance(self) -> str:
+        raise NotImplementedError
+
+    def get_instance(self, deadline: Deadline) -> InstanceState | None:
+        raise NotImplementedError
+
     def take_out(self, deadline: Deadline) -> TakeOut:
         self.calls.append("take_out")
         if self.fail_with is not None:

@@ -15,6 +15,7 @@ BASE = {"PRESTOP_NACOS_ADDR": "nacos:8848", "PRESTOP_SERVICE": "orders", "POD_IP
 def test_defaults_from_env_alone() -> None:
     """Env alone is enough; unset options take their documented defaults."""
     cfg = load({}, BASE)
+    assert cfg.nacos is not None
     assert [str(s) for s in cfg.nacos.servers] == ["http://nacos:8848/nacos"]
     assert cfg.nacos.namespace == "public"
     assert cfg.nacos.group == "DEFAULT_GROUP"
@@ -36,9 +37,11 @@ def test_flags_beat_prestop_env_beat_app_env() -> None:
         "PRESTOP_PORT": "9100",
     }
     cfg = load({"port": "9200"}, env)
+    assert cfg.nacos is not None
     assert cfg.nacos.port == 9200
     assert cfg.sources["port"] == "--port"
     cfg = load({}, env)
+    assert cfg.nacos is not None
     assert cfg.nacos.port == 9100
     assert str(cfg.nacos.servers[0]) == "http://nacos:8848/nacos"
     assert cfg.nacos.service == "orders"
@@ -59,6 +62,7 @@ def test_app_env_fallbacks() -> None:
         "NACOS_PASSWORD": "s3cret",
     }
     cfg = load({}, env)
+    assert cfg.nacos is not None
     assert [str(s) for s in cfg.nacos.servers] == [
         "http://a:8848/nacos",
         "https://b:8443/ctx",
@@ -72,6 +76,7 @@ def test_app_env_fallbacks() -> None:
 def test_pod_ip_beats_podip() -> None:
     """POD_IP is read before podip."""
     cfg = load({}, {**BASE, "POD_IP": "10.0.0.7", "podip": "10.0.0.8"})
+    assert cfg.nacos is not None
     assert cfg.nacos.ip == "10.0.0.7"
 
 
@@ -80,6 +85,7 @@ def test_password_file_trailing_newline(tmp_path: Path) -> None:
     f = tmp_path / "pw"
     f.write_text("s3cret\n")
     cfg = load({"username": "nacos", "password_file": str(f)}, BASE)
+    assert cfg.nacos is not None
     assert cfg.nacos.password == "s3cret"
     assert "s3cret" not in repr(cfg)
     assert cfg.redacted()["password"] == "<provided-not-displayed>"
@@ -135,6 +141,7 @@ def test_secret_never_in_error() -> None:
 def test_empty_env_counts_as_unset() -> None:
     """An empty PRESTOP_SERVICE falls through to SPRING_APPLICATION_NAME."""
     cfg = load({}, {**BASE, "PRESTOP_SERVICE": "", "SPRING_APPLICATION_NAME": "app"})
+    assert cfg.nacos is not None
     assert cfg.nacos.service == "app"
 
 

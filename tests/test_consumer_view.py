@@ -46,7 +46,12 @@ def test_let_go_when_the_view_drops_us(clock: FakeClock) -> None:
 def test_a_view_without_hosts_is_not_evidence(clock: FakeClock) -> None:
     """The real Spring Cloud Alibaba consumer answers ``"subscribe": []`` while it routes to us:
     that must not read as "let go"."""
-    for body in ({"subscribe": []}, {"subscribe": [{"name": "DEFAULT_GROUP@@orders"}]}, {}):
+    bodies: list[dict[str, object]] = [
+        {"subscribe": []},
+        {"subscribe": [{"name": "DEFAULT_GROUP@@orders"}]},
+        {},
+    ]
+    for body in bodies:
         v = view([body], clock)
         poll(v, clock)
         poll(v, clock)

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.drain.policy import (
+    Decision,
     DrainConfig,
     DrainState,
     Sample,
@@ -34,21 +35,24 @@ steps = st.lists(
     min_size=1,
     max_size=60,
 )
+Trace = list[tuple[float, int, int | None]]
+# One decision: the time, the state, the decision, the new requests and the in-flight count.
+Step = tuple[float, DrainState, Decision, int, int | None]
 
 
 def _run(
     config: DrainConfig,
-    trace: list[tuple[float, int, int | None]],
+    trace: Trace,
     budget: float,
     rate: float | None = None,
-):
+) -> list[Step]:
     start = 0.0
     window = adaptive_window(rate, config)
     state = DrainState.begin(start, start + budget, quiet_window=window)
     now, count = start, 0.0
     # The driver's first sample is taken at the start: it is the baseline of the counter.
     state = observe(state, Sample(now, count, 0.0), now)
-    decisions = []
+    decisions: list[Step] = []
     for dt, new, in_flight in trace:
         now += dt
         count += new
@@ -63,7 +67,9 @@ def _run(
 
 @settings(max_examples=300, deadline=None)
 @given(configs, steps, st.floats(0.5, 100), rates)
-def test_never_past_deadline_or_cap(config: DrainConfig, trace, budget: float, rate) -> None:
+def test_never_past_deadline_or_cap(
+    config: DrainConfig, trace: Trace, budget: float, rate: float | None
+) -> None:
     """Every 'wait' happens before the deadline and max_wait; the policy never sleeps past them."""
     for now, state, d, _, _ in _run(config, trace, budget, rate):
         cap = min(state.deadline, state.started + config.max_wait)
@@ -77,7 +83,7 @@ def test_never_past_deadline_or_cap(config: DrainConfig, trace, budget: float, r
 @settings(max_examples=300, deadline=None)
 @given(configs, steps, st.floats(0.5, 100), rates)
 def test_never_drained_while_in_flight_or_too_early(
-    config: DrainConfig, trace, budget, rate
+    config: DrainConfig, trace: Trace, budget: float, rate: float | None
 ) -> None:
     """Drained only with nothing in flight, after min_wait, and after a full quiet window."""
     for now, state, d, new, in_flight in _run(config, trace, budget, rate):
@@ -93,7 +99,9 @@ def test_never_drained_while_in_flight_or_too_early(
 
 @settings(max_examples=200, deadline=None)
 @given(configs, st.floats(0.5, 100), rates)
-def test_drained_within_one_poll_of_quiet(config: DrainConfig, budget: float, rate) -> None:
+def test_drained_within_one_poll_of_quiet(
+    config: DrainConfig, budget: float, rate: float | None
+) -> None:
     """With no traffic at all, following the policy's sleeps ends within one poll of the rule."""
     window = adaptive_window(rate, config)
     state = DrainState.begin(0.0, budget, quiet_window=window)
@@ -140,7 +148,9 @@ def test_counter_reset_counts_as_activity() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(configs, rates, rates)
-def test_window_shrinks_as_rate_grows(config: DrainConfig, a, b) -> None:
+def test_window_shrinks_as_rate_grows(
+    config: DrainConfig, a: float | None, b: float | None
+) -> None:
     """A higher rate never needs a longer silence; the window stays within floor and cap."""
     wa, wb = adaptive_window(a, config), adaptive_window(b, config)
     if config.quiet_window is None:

@@ -11,8 +11,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.drain.policy import DrainConfig
+from agent.drain.signals import TrafficSignal
 from agent.exceptions import InstanceNotFound, RegistryUnavailable
-from agent.sequence import Deps, Plan, run_drain
+from agent.registry import Registry
+from agent.sequence import Deps, Outcome, Phase, Plan, run_drain
+from agent.shutdown import ShutdownAction
 from tests.fakes import FakeAction, FakeClock, FakeRegistry, FakeSignal
 
 
@@ -43,17 +46,27 @@ def _stop(sock: socket.socket) -> None:
     sock.close()
 
 
-def _deps(clock: FakeClock, listener: socket.socket, **kw: object) -> Deps:
-    registry = kw.pop("registry", FakeRegistry(clock))
-    signal = kw.pop("signal", FakeSignal(clock, traffic_until=clock.now() + 4))
-    action = kw.pop("action", FakeAction(on_trigger=lambda: _stop(listener)))
+def _deps(
+    clock: FakeClock,
+    listener: socket.socket,
+    *,
+    registry: Registry | None = None,
+    signal: TrafficSignal | None = None,
+    action: ShutdownAction | None = None,
+) -> Deps:
     return Deps(
-        registry=registry,  # type: ignore[arg-type]
-        signal=signal,  # type: ignore[arg-type]
-        action=action,  # type: ignore[arg-type]
+        registry=FakeRegistry(clock) if registry is None else registry,
+        signal=FakeSignal(clock, traffic_until=clock.now() + 4) if signal is None else signal,
+        action=FakeAction(on_trigger=lambda: _stop(listener)) if action is None else action,
         clock=clock,
         app_port=listener.getsockname()[1],
     )
+
+
+def _phase(outcome: Outcome, name: str) -> Phase:
+    phase = outcome.phase(name)
+    assert phase is not None
+    return phase
 
 
 PLAN = Plan(
@@ -69,12 +82,12 @@ def test_happy_path(clock: FakeClock, listener: socket.socket) -> None:
         outcome = run_drain(deps, PLAN)
     assert outcome.exit_code == 0
     assert [p.name for p in outcome.phases] == ["take_out", "confirm", "drain", "shutdown"]
-    assert outcome.phase("confirm").detail["time_to_invisible_s"] == pytest.approx(0.6, abs=0.01)  # type: ignore[union-attr]
+    assert _phase(outcome, "confirm").detail["time_to_invisible_s"] == pytest.approx(0.6, abs=0.01)
     drain = outcome.phase("drain")
     assert drain is not None and drain.detail["drained"] is True
     # Traffic stopped 4 s after the start; quiet for 2 s more → drained about 6 s in.
     assert clock.now() - start == pytest.approx(6.1, abs=0.6)
-    assert outcome.phase("shutdown").detail["app_stopped"] is True  # type: ignore[union-attr]
+    assert _phase(outcome, "shutdown").detail["app_stopped"] is True
     assert outcome.duration <= PLAN.budget
     events = [e["event"] for e in logs]
     assert events.index("instance_taken_out") < events.index("instance_invisible")
@@ -87,8 +100,8 @@ def test_registry_down_fails_open(clock: FakeClock, listener: socket.socket) -> 
     action = FakeAction(on_trigger=lambda: _stop(listener))
     outcome = run_drain(_deps(clock, listener, registry=registry, action=action), PLAN)
     assert outcome.exit_code == 3
-    assert outcome.phase("take_out").outcome == "degraded"  # type: ignore[union-attr]
-    assert outcome.phase("confirm").outcome == "skipped"  # type: ignore[union-attr]
+    assert _phase(outcome, "take_out").outcome == "degraded"
+    assert _phase(outcome, "confirm").outcome == "skipped"
     assert action.triggered == 1
     assert outcome.duration <= PLAN.budget
     assert registry.calls.count("take_out") >= 2  # transient errors are retried
@@ -100,7 +113,7 @@ def test_instance_not_found_is_not_retried(clock: FakeClock, listener: socket.so
     outcome = run_drain(_deps(clock, listener, registry=registry), PLAN)
     assert outcome.exit_code == 3
     assert registry.calls == ["take_out"]
-    assert outcome.phase("take_out").detail["reason"] == "instance_not_found"  # type: ignore[union-attr]
+    assert _phase(outcome, "take_out").detail["reason"] == "instance_not_found"
 
 
 def test_app_ignoring_shutdown_is_reported(clock: FakeClock, listener: socket.socket) -> None:
@@ -124,7 +137,7 @@ def test_endless_traffic_is_bounded_by_the_budget(
     outcome = run_drain(_deps(clock, listener, signal=signal), plan)
     drain = outcome.phase("drain")
     assert drain is not None and drain.outcome == "timeout"
-    assert outcome.phase("shutdown").detail["app_stopped"] is True  # type: ignore[union-attr]
+    assert _phase(outcome, "shutdown").detail["app_stopped"] is True
     assert outcome.duration <= plan.budget
 
 
@@ -149,7 +162,7 @@ def test_registry_clean_up_runs_only_after_the_app_stopped(
     outcome = run_drain(_deps(clock, listener, registry=registry), PLAN)
     assert [p.name for p in outcome.phases][-2:] == ["shutdown", "deregister"]
     assert registry.calls[-1] == "after_stop"
-    assert outcome.phase("deregister").outcome == "ok"  # type: ignore[union-attr]
+    assert _phase(outcome, "deregister").outcome == "ok"
     assert outcome.exit_code == 0
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
-from agent.check import GraceNeeds, exit_code, grace_findings
+from agent.check import Finding, GraceNeeds, exit_code, grace_findings
 from agent.cli import cli
 from prestop_lab import procs
 from prestop_lab.demo import start_app
@@ -18,7 +18,7 @@ from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
 NEEDS = GraceNeeds(staleness=35.5, quiet=6.9, shutdown=5.0)  # needs 49.4 s: budget 50
 
 
-def levels(findings: list) -> dict[str, str]:
+def levels(findings: list[Finding]) -> dict[str, str]:
     return {f.name: f.level for f in findings}
 
 

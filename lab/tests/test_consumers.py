@@ -13,14 +13,14 @@ from agent.consumers import ConsumerView
 from agent.deadline import Deadline, SystemClock
 from agent.registry.nacos import NacosHttp, NacosRegistry
 from prestop_lab.consumer import Consumer, ConsumerConfig
-from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from prestop_lab.nacos_emulator import EmulatorConfig, Flavour, NacosEmulator
 from prestop_lab.procs import wait_for
 
 
 @pytest.mark.parametrize("flavour", ["2.x", "3.x"])
-def test_consumer_let_go_is_logged(flavour: str) -> None:
+def test_consumer_let_go_is_logged(flavour: Flavour) -> None:
     """Each subscriber is found through Nacos, and its letting go of us is logged."""
-    config = EmulatorConfig(flavour=flavour, push_delay=0.05, admin_auth_enabled=False)  # type: ignore[arg-type]
+    config = EmulatorConfig(flavour=flavour, push_delay=0.05, admin_auth_enabled=False)
     with NacosEmulator(config) as nacos, httpx.Client() as http:
         nacos.register("orders", "127.0.0.1", 9999, weight=2.0)
         time.sleep(0.1)
@@ -60,10 +60,14 @@ def test_consumer_let_go_is_logged(flavour: str) -> None:
             view.poll(deadline)
             assert view.summary()["still_holding"] != []
             registry.take_out(deadline)
+
+            def all_let_go() -> bool:
+                view.poll(deadline)
+                holding: list[str] = view.summary()["still_holding"]
+                return holding == []
+
             with capture_logs() as logs:
-                assert wait_for(
-                    lambda: (view.poll(deadline), view.summary()["still_holding"])[1] == [], 3
-                )
+                assert wait_for(all_let_go, 3)
             summary = view.summary()
             assert len(summary["let_go"]) == 2
             assert sum(1 for e in logs if e["event"] == "consumer_let_go") == 2

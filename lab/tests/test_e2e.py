@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def cli(command: str, env: dict[str, str], *args: str) -> subprocess.CompletedPr
     )
 
 
-def drain(env: dict[str, str], *args: str) -> tuple[int, list[dict]]:
+def drain(env: dict[str, str], *args: str) -> tuple[int, list[dict[str, Any]]]:
     result = cli("drain", env, *args)
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     return result.returncode, events

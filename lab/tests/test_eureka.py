@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, TypedDict
 
 import httpx
 import pytest
@@ -26,10 +27,20 @@ from prestop_lab.demo import start_app
 from prestop_lab.eureka_client import EurekaInstance
 from prestop_lab.eureka_emulator import EurekaConfig, EurekaEmulator
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 APP = "ORDERS"
 
 
-def settings(*urls: str, port: int = 8080, **kw: object) -> EurekaSettings:
+class Options(TypedDict, total=False):
+    """The settings these tests vary."""
+
+    instance_id: str | None
+    hostname: str | None
+
+
+def settings(*urls: str, port: int = 8080, **kw: Unpack[Options]) -> EurekaSettings:
     servers = []
     for url in urls:
         parts = httpx.URL(url)
@@ -43,7 +54,7 @@ def settings(*urls: str, port: int = 8080, **kw: object) -> EurekaSettings:
         ip="10.0.0.5",
         port=port,
         app_name="orders",
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 
@@ -215,12 +226,17 @@ def test_up_after_a_stuck_out_of_service_without_override(http: httpx.Client) ->
         assert e.override(instance_id) is None
 
 
+class Quirk(TypedDict, total=False):
+    legacy_single_objects: bool
+    legacy_lowercase_override: bool
+
+
 @pytest.mark.parametrize(
     "quirk", [{"legacy_single_objects": True}, {"legacy_lowercase_override": True}]
 )
-def test_legacy_json_shapes(quirk: dict[str, bool], http: httpx.Client) -> None:
+def test_legacy_json_shapes(quirk: Quirk, http: httpx.Client) -> None:
     """Single objects instead of arrays, lower-case overriddenstatus: still found and verified."""
-    with EurekaEmulator(EurekaConfig(read_only_cache=False, **quirk)) as e:  # type: ignore[arg-type]
+    with EurekaEmulator(EurekaConfig(read_only_cache=False, **quirk)) as e:
         instance_id = register_everywhere(e)
         reg = registry(settings(e.url), http)
         reg.take_out(deadline())
@@ -426,19 +442,23 @@ def test_down_status_up_from_the_cli() -> None:
         assert e.override(instance_id) is None
 
 
-def test_without_delta_the_full_app_view_is_read(http: httpx.Client) -> None:
+def test_without_delta_the_full_app_view_is_read(
+    http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A server with the delta disabled (403): the consumers' view comes from apps/{APP}."""
     with EurekaEmulator(EurekaConfig(read_only_cache=False)) as e:
         register_everywhere(e)
         reg = registry(settings(e.url), http)
         original = e.api.handle
 
-        def no_delta(method: str, path: str, *rest: object) -> tuple[int, bytes, dict[str, str]]:
+        def no_delta(
+            method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+        ) -> tuple[int, bytes, dict[str, str]]:
             if path.endswith("/apps/delta"):
                 return 403, b"", {}  # eureka.server.disable-delta=true
-            return original(method, path, *rest)  # type: ignore[arg-type]
+            return original(method, path, query, headers, body)
 
-        e.api.handle = no_delta  # type: ignore[method-assign]
+        monkeypatch.setattr(e.api, "handle", no_delta)
         assert reg.visible_to_consumers(deadline())
         reg.take_out(deadline())
         assert not reg.visible_to_consumers(deadline())

@@ -12,6 +12,7 @@ import gzip
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -49,6 +50,13 @@ def body(status: str = "UP", dirty: int = 1000, **extra: object) -> dict[str, ob
     return {"instance": instance}
 
 
+def stored_status(e: EurekaEmulator) -> object:
+    """The stored status of the instance registered by `register`."""
+    instance = e.instance("ORDERS", ID)
+    assert instance is not None
+    return instance["status"]
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1_800_000_000.0  # on a 30 s boundary
@@ -74,8 +82,10 @@ def fixture_http() -> Iterator[httpx.Client]:
         yield client
 
 
-def register(http: httpx.Client, e: EurekaEmulator, **kw: object) -> httpx.Response:
-    return http.post(f"{e.url}apps/orders", json=body(**kw))  # type: ignore[arg-type]
+def register(
+    http: httpx.Client, e: EurekaEmulator, status: str = "UP", dirty: int = 1000, **extra: object
+) -> httpx.Response:
+    return http.post(f"{e.url}apps/orders", json=body(status, dirty, **extra))
 
 
 # --- routing, names, formats ---
@@ -155,7 +165,7 @@ def test_gzip_only_for_apps_and_delta(eureka: EurekaEmulator, http: httpx.Client
     ],
 )
 def test_register_validation(
-    eureka: EurekaEmulator, http: httpx.Client, change: dict[str, object], message: str
+    eureka: EurekaEmulator, http: httpx.Client, change: dict[str, Any], message: str
 ) -> None:
     """Each validation failure is a 400 with the server's text."""
     r = http.post(f"{eureka.url}apps/ORDERS", json=body(**change))
@@ -222,9 +232,9 @@ def test_override_survives_heartbeats_and_up_registrations(
     http.put(f"{eureka.url}apps/ORDERS/{ID}/status", params={"value": "OUT_OF_SERVICE"})
     assert http.put(f"{eureka.url}apps/ORDERS/{ID}").status_code == 200
     register(http, eureka, status="UP", dirty=2000)
-    assert eureka.instance("ORDERS", ID)["status"] == "OUT_OF_SERVICE"  # type: ignore[index]
+    assert stored_status(eureka) == "OUT_OF_SERVICE"
     register(http, eureka, status="DOWN", dirty=3000)
-    assert eureka.instance("ORDERS", ID)["status"] == "DOWN"  # type: ignore[index]
+    assert stored_status(eureka) == "DOWN"
     assert eureka.override(ID) == "OUT_OF_SERVICE"  # kept in the map
 
 
@@ -233,10 +243,10 @@ def test_delete_override_defaults_to_unknown(eureka: EurekaEmulator, http: httpx
     register(http, eureka)
     url = f"{eureka.url}apps/ORDERS/{ID}/status"
     assert http.delete(url).status_code == 200  # no override: 200, nothing changes
-    assert eureka.instance("ORDERS", ID)["status"] == "UP"  # type: ignore[index]
+    assert stored_status(eureka) == "UP"
     http.put(url, params={"value": "OUT_OF_SERVICE"})
     assert http.delete(url).status_code == 200
-    assert eureka.instance("ORDERS", ID)["status"] == "UNKNOWN"  # type: ignore[index]
+    assert stored_status(eureka) == "UNKNOWN"
     assert eureka.override(ID) is None
     assert http.put(f"{eureka.url}apps/ORDERS/{ID}").status_code == 404
 
@@ -247,7 +257,7 @@ def test_rule_three_keeps_out_of_service_without_override(
     """A client that registered OUT_OF_SERVICE stays so when it re-registers UP (rule 3)."""
     register(http, eureka, status="OUT_OF_SERVICE", dirty=1000)
     register(http, eureka, status="UP", dirty=2000)
-    assert eureka.instance("ORDERS", ID)["status"] == "OUT_OF_SERVICE"  # type: ignore[index]
+    assert stored_status(eureka) == "OUT_OF_SERVICE"
 
 
 def test_cancel_codes_and_override_removal(eureka: EurekaEmulator, http: httpx.Client) -> None:
@@ -417,7 +427,7 @@ def test_py_eureka_client_registers_heartbeats_and_reads_xml(http: httpx.Client)
             lastDirtyTimestamp=int(time.time() * 1000),
         )
 
-        async def scenario() -> tuple[object, object, object]:
+        async def scenario() -> tuple[Any, Any, Any]:  # py-eureka-client is untyped
             await eb.register(e.url, instance)
             await eb.send_heartbeat(e.url, "PYAPP", "py-1:pyapp:9090", instance.lastDirtyTimestamp)
             apps = await eb.get_applications(e.url)
@@ -428,12 +438,12 @@ def test_py_eureka_client_registers_heartbeats_and_reads_xml(http: httpx.Client)
             return apps, one, await eb.get_delta(e.url)
 
         apps, one, delta = asyncio.run(scenario())
-        app = apps.get_application("PYAPP")  # type: ignore[attr-defined]
+        app = apps.get_application("PYAPP")
         assert [i.instanceId for i in app.instances] == ["py-1:pyapp:9090"]
         assert app.instances[0].port.port == 9090
-        assert one.status == "OUT_OF_SERVICE"  # type: ignore[attr-defined]
-        assert one.overriddenstatus == "OUT_OF_SERVICE"  # type: ignore[attr-defined]
-        assert delta.get_application("PYAPP").instances  # type: ignore[attr-defined]
+        assert one.status == "OUT_OF_SERVICE"
+        assert one.overriddenstatus == "OUT_OF_SERVICE"
+        assert delta.get_application("PYAPP").instances
         # Our own reading of the same record agrees.
         live = http.get(f"{e.url}apps/PYAPP/py-1:pyapp:9090", headers=JSON).json()["instance"]
         assert live["status"] == "OUT_OF_SERVICE"

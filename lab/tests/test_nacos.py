@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, TypedDict
 
 import httpx
 import pytest
@@ -12,7 +13,10 @@ from agent.config import NacosSettings, ServerAddress
 from agent.deadline import Deadline, SystemClock
 from agent.exceptions import AuthError, InstanceNotFound, RegistryUnavailable
 from agent.registry.nacos import NacosHttp, NacosRegistry
-from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from prestop_lab.nacos_emulator import EmulatorConfig, Flavour, NacosEmulator
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 SERVICE, IP, PORT = "orders", "10.0.0.5", 8080
 PUSHED = 0.15
@@ -49,8 +53,16 @@ def deadline(seconds: float = 10.0) -> Deadline:
     return Deadline.after(SystemClock(), seconds)
 
 
-def emulator(flavour: str, **kw: object) -> NacosEmulator:
-    config = EmulatorConfig(flavour=flavour, push_delay=0.05, **kw)  # type: ignore[arg-type]
+class Options(TypedDict, total=False):
+    """The emulator settings these tests vary."""
+
+    auth_enabled: bool
+    admin_auth_enabled: bool
+    users: dict[str, str]
+
+
+def emulator(flavour: Flavour, **kw: Unpack[Options]) -> NacosEmulator:
+    config = EmulatorConfig(flavour=flavour, push_delay=0.05, **kw)
     return NacosEmulator(config)
 
 
@@ -62,9 +74,11 @@ def emulator(flavour: str, **kw: object) -> NacosEmulator:
         ("1.x", "PUT /v1/ns/instance"),
     ],
 )
-def test_take_out_keeps_weight_and_metadata(http: httpx.Client, flavour: str, method: str) -> None:
+def test_take_out_keeps_weight_and_metadata(
+    http: httpx.Client, flavour: Flavour, method: str
+) -> None:
     """Each flavour disables the instance with its own API and keeps weight and metadata."""
-    kw = {"admin_auth_enabled": False} if flavour == "3.x" else {}
+    kw: Options = {"admin_auth_enabled": False} if flavour == "3.x" else {}
     with emulator(flavour, **kw) as nacos:
         nacos.register(SERVICE, IP, PORT, weight=3.5, metadata=dict(META))
         time.sleep(PUSHED)  # reads lag writes by the push delay
@@ -86,9 +100,11 @@ def test_take_out_keeps_weight_and_metadata(http: httpx.Client, flavour: str, me
 
 
 @pytest.mark.parametrize("flavour", ["1.x", "2.x", "3.x"])
-def test_consumer_view_drops_the_instance_after_the_push(http: httpx.Client, flavour: str) -> None:
+def test_consumer_view_drops_the_instance_after_the_push(
+    http: httpx.Client, flavour: Flavour
+) -> None:
     """Consumers see the instance until the push lag passes, then no more."""
-    kw = {"admin_auth_enabled": False} if flavour == "3.x" else {}
+    kw: Options = {"admin_auth_enabled": False} if flavour == "3.x" else {}
     with emulator(flavour, **kw) as nacos:
         nacos.register(SERVICE, IP, PORT)
         time.sleep(PUSHED)  # reads lag writes by the push delay
@@ -105,9 +121,9 @@ def test_consumer_view_drops_the_instance_after_the_push(http: httpx.Client, fla
 
 
 @pytest.mark.parametrize("flavour", ["1.x", "2.x", "3.x"])
-def test_unknown_instance_is_never_written(http: httpx.Client, flavour: str) -> None:
+def test_unknown_instance_is_never_written(http: httpx.Client, flavour: Flavour) -> None:
     """An ip:port that is not registered raises InstanceNotFound and writes nothing."""
-    kw = {"admin_auth_enabled": False} if flavour == "3.x" else {}
+    kw: Options = {"admin_auth_enabled": False} if flavour == "3.x" else {}
     with emulator(flavour, **kw) as nacos:
         nacos.register(SERVICE, "10.0.0.9", PORT)  # the service exists, our ip:port does not
         reg = registry(http, settings(nacos.addr))
@@ -120,7 +136,7 @@ def test_unknown_instance_is_never_written(http: httpx.Client, flavour: str) -> 
 
 
 @pytest.mark.parametrize("flavour", ["2.x", "3.x"])
-def test_login_and_token_reuse(http: httpx.Client, flavour: str) -> None:
+def test_login_and_token_reuse(http: httpx.Client, flavour: Flavour) -> None:
     """With auth on, the agent logs in once and reuses the token."""
     with emulator(flavour, auth_enabled=True, users={"nacos": "pw-1"}) as nacos:
         nacos.register(SERVICE, IP, PORT, weight=2.0)
@@ -148,7 +164,7 @@ def test_expired_token_logs_in_again(http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("flavour", ["2.x", "3.x"])
-def test_wrong_password_is_an_auth_error(http: httpx.Client, flavour: str) -> None:
+def test_wrong_password_is_an_auth_error(http: httpx.Client, flavour: Flavour) -> None:
     """A wrong password is refused with a clear error, no write, and no secret in the text."""
     with emulator(flavour, auth_enabled=True, users={"nacos": "right"}) as nacos:
         nacos.register(SERVICE, IP, PORT)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypedDict
 
 import httpx
 import pytest
 
-from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from prestop_lab.nacos_emulator import EmulatorConfig, Flavour, NacosEmulator
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 IDS = {"serviceName": "orders", "groupName": "DEFAULT_GROUP", "ip": "10.0.0.5", "port": "8080"}
 
@@ -22,8 +26,21 @@ class Clock:
         return self.t
 
 
-def start(flavour: str = "2.x", clock: Clock | None = None, **kw: object) -> NacosEmulator:
-    config = EmulatorConfig(flavour=flavour, push_delay=0.05, **kw)  # type: ignore[arg-type]
+class Options(TypedDict, total=False):
+    """The emulator settings these tests vary."""
+
+    auth_enabled: bool
+    admin_auth_enabled: bool
+    users: dict[str, str]
+    metadata_expiry: float
+    cleaner_interval: float
+    client_timeout: float
+
+
+def start(
+    flavour: Flavour = "2.x", clock: Clock | None = None, **kw: Unpack[Options]
+) -> NacosEmulator:
+    config = EmulatorConfig(flavour=flavour, push_delay=0.05, **kw)
     emulator = NacosEmulator(config, clock=clock or time.monotonic)
     emulator.start()
     return emulator
@@ -36,8 +53,8 @@ def fixture_nacos() -> Iterator[NacosEmulator]:
     emulator.stop()
 
 
-def call(nacos: NacosEmulator, method: str, path: str, **params: object) -> httpx.Response:
-    return httpx.request(method, f"{nacos.url}/nacos{path}", params=params, timeout=5)  # type: ignore[arg-type]
+def call(nacos: NacosEmulator, method: str, path: str, **params: str | int) -> httpx.Response:
+    return httpx.request(method, f"{nacos.url}/nacos{path}", params=params, timeout=5)
 
 
 def test_patch_keeps_metadata_and_a_first_patch_resets_weight(nacos: NacosEmulator) -> None:
@@ -129,7 +146,9 @@ def test_expired_record_is_deleted_or_revived() -> None:
         cid = nacos.register("orders", "10.0.0.5", 8080)
         call(nacos, "PATCH", "/v1/ns/instance", **IDS, enabled="false", weight="1")
         nacos.deregister(cid)
-        assert nacos.ops_record("orders", "10.0.0.5", 8080)["expired_at"] == 0.0  # type: ignore[index]
+        record = nacos.ops_record("orders", "10.0.0.5", 8080)
+        assert record is not None
+        assert record["expired_at"] == 0.0
         clock.t = 30
         nacos.register("orders", "10.0.0.5", 8080)  # a new pod on the same IP within 60 s
         clock.t = 200
@@ -177,7 +196,7 @@ def test_3x_partial_defaults_weight_and_enabled() -> None:
         ("1.x", "ghost", 403, "unknown user!"),
     ],
 )
-def test_login_failures(flavour: str, user: str, status: int, text: str) -> None:
+def test_login_failures(flavour: Flavour, user: str, status: int, text: str) -> None:
     """Login failures use each version's status code and text."""
     nacos = start(flavour, auth_enabled=True, users={"nacos": "right"})
     try:
@@ -261,7 +280,9 @@ def test_put_keeps_the_expired_mark() -> None:
         nacos.deregister(cid)
         clock.t = 30
         assert call(nacos, "PUT", "/v1/ns/instance", **IDS, enabled="true").status_code == 200
-        assert nacos.ops_record("orders", "10.0.0.5", 8080)["expired_at"] == 0.0  # type: ignore[index]
+        record = nacos.ops_record("orders", "10.0.0.5", 8080)
+        assert record is not None
+        assert record["expired_at"] == 0.0
         clock.t = 61
         time.sleep(0.1)
         assert nacos.ops_record("orders", "10.0.0.5", 8080) is None
@@ -299,7 +320,7 @@ def test_3x_main_port_has_no_v1_console() -> None:
 
 
 @pytest.mark.parametrize("flavour", ["2.x", "3.x"])
-def test_login_with_one_field_missing_is_a_500(flavour: str) -> None:
+def test_login_with_one_field_missing_is_a_500(flavour: Flavour) -> None:
     """2.x/3.x: a login with only the username (or only the password) fails with 500."""
     nacos = start(flavour, auth_enabled=True)
     try:

@@ -8,20 +8,43 @@ names the build command, never a skip.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, TypedDict
 
 import pytest
 
 from prestop_lab.real import EurekaPeers, NacosServer, RealEurekaLab, RealNacosLab
 from prestop_lab.rollout import LabRegistry, RolloutResult, RolloutSettings, run_rollout
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 pytestmark = [pytest.mark.slow, pytest.mark.real, pytest.mark.timeout(900)]
 
+
+class Short(TypedDict):
+    """The time-scaled settings every test here shares."""
+
+    replicas: int
+    rate: float
+    time_scale: float
+    grace: float
+    tail_ms: float
+
+
 # Two replicas at a 0.25 time scale: the LB cache is 8.75 s, Eureka's caches 7.5 s and 8 s.
-SHORT = {"replicas": 2, "rate": 40.0, "time_scale": 0.25, "grace": 40.0, "tail_ms": 1000.0}
+SHORT: Short = {"replicas": 2, "rate": 40.0, "time_scale": 0.25, "grace": 40.0, "tail_ms": 1000.0}
 
 
-def settings(**kw: object) -> RolloutSettings:
-    return RolloutSettings(stack="real", **{**SHORT, **kw})  # type: ignore[arg-type]
+class Options(TypedDict, total=False):
+    """What the tests here vary."""
+
+    strategy: str
+    registry: str
+    flavour: str
+
+
+def settings(**kw: Unpack[Options]) -> RolloutSettings:
+    return RolloutSettings(stack="real", **SHORT, **kw)
 
 
 @pytest.fixture(name="nacos2")

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import pytest
 
 from prestop_lab.rollout import RolloutSettings, run_rollout
 
 pytestmark = pytest.mark.slow
 
-SHORT = {"replicas": 2, "rate": 40.0, "time_scale": 0.1, "grace": 20.0, "tail_ms": 1000.0}
+
+class Short(TypedDict):
+    """The time-scaled settings every test here shares."""
+
+    replicas: int
+    rate: float
+    time_scale: float
+    grace: float
+    tail_ms: float
+
+
+SHORT: Short = {"replicas": 2, "rate": 40.0, "time_scale": 0.1, "grace": 20.0, "tail_ms": 1000.0}
 
 
 def test_agent_loses_no_request() -> None:
     """With `prestop drain` as the preStop hook a rolling update fails no request."""
-    result = run_rollout(RolloutSettings(strategy="agent", **SHORT))  # type: ignore[arg-type]
+    result = run_rollout(RolloutSettings(strategy="agent", **SHORT))
     assert result.errors == 0, result.errors_by_kind
     assert result.requests > 200
     for pod in result.pods:
@@ -25,14 +38,14 @@ def test_agent_loses_no_request() -> None:
 
 def test_no_prestop_loses_requests() -> None:
     """Without a preStop hook, consumers with stale lists hit the stopped pods."""
-    result = run_rollout(RolloutSettings(strategy="none", **SHORT))  # type: ignore[arg-type]
+    result = run_rollout(RolloutSettings(strategy="none", **SHORT))
     assert result.errors > 0
     assert "connect_refused" in result.errors_by_kind
 
 
 def test_sidecar_with_httpget_hook_loses_no_request() -> None:
     """`prestop serve` beside each pod, called by an httpGet-style hook: no failed request."""
-    settings = RolloutSettings(strategy="agent", mode="sidecar", **SHORT)  # type: ignore[arg-type]
+    settings = RolloutSettings(strategy="agent", mode="sidecar", **SHORT)
     result = run_rollout(settings)
     assert result.strategy == "agent-sidecar"
     assert result.errors == 0, result.errors_by_kind
@@ -45,7 +58,7 @@ def test_sidecar_with_httpget_hook_loses_no_request() -> None:
 def test_eureka_agent_loses_no_request_and_cancels_after_stop() -> None:
     """Eureka: caches, fetching consumers and LB caches (time-scaled); the agent loses nothing
     and cancels each lease only after the pod's app stopped."""
-    settings = RolloutSettings(strategy="agent", registry="eureka", **SHORT)  # type: ignore[arg-type]
+    settings = RolloutSettings(strategy="agent", registry="eureka", **SHORT)
     result = run_rollout(settings)
     assert result.strategy == "agent-eureka"
     assert result.errors == 0, result.errors_by_kind
@@ -59,14 +72,14 @@ def test_eureka_agent_loses_no_request_and_cancels_after_stop() -> None:
 
 def test_eureka_without_prestop_loses_requests() -> None:
     """Eureka consumers hold stopped pods for a fetch interval and a cache TTL."""
-    settings = RolloutSettings(strategy="none", registry="eureka", **SHORT)  # type: ignore[arg-type]
+    settings = RolloutSettings(strategy="none", registry="eureka", **SHORT)
     result = run_rollout(settings)
     assert result.errors > 0
 
 
 def test_eureka_sidecar_loses_no_request() -> None:
     """`prestop serve` with Eureka, called by an httpGet-style hook: no failed request."""
-    settings = RolloutSettings(strategy="agent", registry="eureka", mode="sidecar", **SHORT)  # type: ignore[arg-type]
+    settings = RolloutSettings(strategy="agent", registry="eureka", mode="sidecar", **SHORT)
     result = run_rollout(settings)
     assert result.strategy == "agent-sidecar-eureka"
     assert result.errors == 0, result.errors_by_kind

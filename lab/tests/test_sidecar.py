@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -18,6 +18,8 @@ import pytest
 from agent import config, wiring
 from agent.deadline import Deadline
 from agent.registry import InstanceState
+from agent.registry.nacos import NacosRegistry
+from agent.sequence import Outcome
 from agent.sidecar import Sidecar, WarmupConfig, make_server, warmup_weight
 from prestop_lab import procs
 from prestop_lab.demo_app import AppConfig, DemoApp
@@ -121,7 +123,7 @@ def test_readyz_follows_the_registry(nacos: NacosEmulator, app: DemoApp) -> None
         nacos.register("demo", "127.0.0.1", app.port)
         time.sleep(0.1)
         assert sidecar.readiness() == (True, [])
-        ids = {"serviceName": "demo", "ip": "127.0.0.1", "port": app.port}
+        ids: dict[str, str | int] = {"serviceName": "demo", "ip": "127.0.0.1", "port": app.port}
         httpx.patch(f"{nacos.url}/nacos/v1/ns/instance", params={**ids, "enabled": "false"})
         time.sleep(0.1)
         assert sidecar.readiness() == (False, ["not_visible_to_consumers"])  # disabled
@@ -178,10 +180,15 @@ class WeightRegistry:
         self.writes.append((self.clock.now(), weight))
 
 
+def _no_drain() -> Outcome:
+    raise AssertionError("the warm-up never drains")
+
+
 def _warm(registry: WeightRegistry, clock: FakeClock) -> Sidecar:
     sidecar = Sidecar(
-        registry=registry,  # type: ignore[arg-type]
-        run_drain=lambda: None,  # type: ignore[arg-type, return-value]
+        # A stand-in with only what the warm-up uses (Sidecar names the concrete registries).
+        registry=cast("NacosRegistry", registry),
+        run_drain=_no_drain,
         health_url="http://127.0.0.1:1/",
         http=httpx.Client(),  # closed below; the warm-up makes no request of its own
         clock=clock,
@@ -261,9 +268,10 @@ def test_sigterm_during_a_drain_does_not_cut_it_short(nacos: NacosEmulator) -> N
         assert body["phases"]["drain"]["duration_s"] >= 1.5
         assert body["phases"]["shutdown"]["app_stopped"] is True
         assert sidecar.wait(10) == 0
+        assert sidecar.stderr is not None
         events = [
             json.loads(x)["event"] for x in sidecar.stderr.read().splitlines() if x.startswith("{")
-        ]  # type: ignore[union-attr]
+        ]
         assert events.index("sidecar_terminating") < events.index("prestop_summary")
     finally:
         if sidecar.poll() is None:
@@ -324,7 +332,8 @@ def test_eureka_sidecar_repairs_a_predecessors_override_and_drains() -> None:
             outcome, error = sidecar.flight.run()
             assert error is None and outcome is not None
             assert outcome.exit_code == 0, outcome.summary()
-            assert outcome.phase("deregister").outcome == "ok"  # type: ignore[union-attr]
+            deregister = outcome.phase("deregister")
+            assert deregister is not None and deregister.outcome == "ok"
             assert app.wait(5)
             assert eureka.instance("DEMO", instance_id) is None
         finally:

@@ -30,6 +30,7 @@ def test_arrivals_keepalive_and_in_flight(app_port: int) -> None:
     """New requests count, also on a kept-alive connection; idle is quiet; slow is in flight."""
     signal = KernelSocketSignal(app_port, exclude_own=False)
     base = signal.read(dl()).requests
+    assert base is not None
     with httpx.Client() as client:
         client.get(f"http://127.0.0.1:{app_port}/work?ms=1")
         first = signal.read(dl())
