@@ -517,7 +517,13 @@ def port_of(instance: str) -> int:
 
 def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
     s = settings
-    if s.registry == "eureka":
+    if s.stack == "real":
+        server = "Eureka x2" if s.registry == "eureka" else f"Nacos {s.flavour}"
+        consumers = (
+            f"real stack ({server}): one Spring Cloud LoadBalancer consumer, cache "
+            f"{s.scaled_lb_ttl:g} s"
+        )
+    elif s.registry == "eureka":
         consumers = (
             f"Eureka server cache {s.eureka_cache * s.time_scale:g} s, consumers fetch every "
             f"{s.eureka_fetch * s.time_scale:g} s + none / Ribbon {30 * s.time_scale:g} s / "
