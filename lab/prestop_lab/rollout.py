@@ -563,8 +563,10 @@ def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
 
 def write_json(results: list[RolloutResult], settings: RolloutSettings, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # One file for all the strategies run: the settings name them all, not the last one.
+    common = {k: v for k, v in asdict(settings).items() if k != "strategy"}
     doc = {
-        "settings": asdict(settings),
+        "settings": {**common, "strategies": [r.strategy for r in results]},
         "results": [
             {
                 **{k: v for k, v in asdict(r).items() if k != "records"},
