@@ -479,8 +479,15 @@ def _rollout(settings: RolloutSettings, lab: LabRegistry) -> RolloutResult:
             c.stop()
         records = [r for c in consumers for r in c.records()]
     finally:
+        # The pods left are stopped as kubelet would stop them, not killed: an app killed
+        # outright leaves its Eureka lease behind, and the next rollout on the same servers
+        # would send requests to it until the lease expires.
         for app in apps.values():
-            app.kill()
+            if app.popen.poll() is None:
+                app.popen.send_signal(signal.SIGTERM)
+        for app in apps.values():
+            if app.wait(30) is None:
+                app.kill()
         for proc, _ in kubelet.sidecars.values():
             proc.kill()
     errors = [r for r in records if r.outcome != "ok"]
