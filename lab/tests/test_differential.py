@@ -76,6 +76,7 @@ def _still_seen(registry: d.Registry, flavour: str, diffs: list[d.Diff]) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.real
 @pytest.mark.timeout(600)
 def test_nacos_2x_matches_real(nacos_2x: NacosServer) -> None:
     diffs = _check("nacos", "2.x", d.nacos_real_target(nacos_2x))
@@ -83,6 +84,7 @@ def test_nacos_2x_matches_real(nacos_2x: NacosServer) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.real
 @pytest.mark.timeout(600)
 def test_nacos_3x_matches_real(nacos_3x: NacosServer) -> None:
     diffs = _check("nacos", "3.x", d.nacos_real_target(nacos_3x))
@@ -90,6 +92,7 @@ def test_nacos_3x_matches_real(nacos_3x: NacosServer) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.real
 @pytest.mark.timeout(600)
 def test_eureka_matches_real(eureka_peers: EurekaPeers) -> None:
     diffs = _check("eureka", "-", d.eureka_real_target(eureka_peers))
@@ -97,6 +100,7 @@ def test_eureka_matches_real(eureka_peers: EurekaPeers) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.real
 @pytest.mark.timeout(600)
 def test_nacos_2x_disable_keeps_weight_and_metadata(nacos_2x: NacosServer) -> None:
     """The agent's PATCH (enabled=false + weight) keeps weight 3 and metadata on the real server."""
@@ -109,6 +113,7 @@ def test_nacos_2x_disable_keeps_weight_and_metadata(nacos_2x: NacosServer) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.real
 @pytest.mark.timeout(600)
 def test_nacos_3x_v1_writes_answer_410(nacos_3x: NacosServer) -> None:
     """The agent switches to v3 on a 410 from a v1 write; the real 3.1 server must say so."""

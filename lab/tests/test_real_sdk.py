@@ -23,7 +23,7 @@ from prestop_lab import procs
 from prestop_lab.push_delay import SdkSubscriber, admin_instance, start_sdk_app
 from prestop_lab.real import NACOS_USER, SERVICE, NacosServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.real, pytest.mark.timeout(600)]
 
 WEIGHT = 3.0
 METADATA = {"zone": "lab-a", "version": "7", "team": "orders"}
