@@ -70,6 +70,7 @@ def registry_options(fn: F) -> F:
         _opt("http_timeout", "Most seconds one HTTP call may take (default 3)."),
         _opt("budget", "Most seconds the whole command may take (default 25)."),
         _opt("log_format", "auto (JSON unless a TTY), json or console."),
+        _opt("log_level", "debug, info (default), warning or error."),
         click.option(
             "--log-to-pid1/--no-log-to-pid1",
             "log_to_pid1",
@@ -142,7 +143,12 @@ def _load(flags: dict[str, Any]) -> Any:
         cfg = config.load(flags, os.environ)
     except ConfigError as exc:
         _fail_config(exc)
-    logs.configure(log_format=cfg.log_format, to_pid1=cfg.log_to_pid1)
+    logs.configure(
+        log_format=cfg.log_format, to_pid1=cfg.log_to_pid1, level=logs.level_of(cfg.log_level)
+    )
+    if cfg.unknown_env:
+        # Names only: a value could be a secret.
+        logs.get_logger().warning("config_unknown_env", names=list(cfg.unknown_env))
     return cfg
 
 
@@ -393,7 +399,7 @@ def check(as_json: bool, **flags: Any) -> None:
         registry_http.close()
         app_http.close()
         # Logging is process-wide: leave it as every other command sets it up.
-        logs.configure(log_format=cfg.log_format, to_pid1=False)
+        logs.configure(log_format=cfg.log_format, to_pid1=False, level=logs.level_of(cfg.log_level))
     findings += checks.grace_findings(
         checks.grace_needs(cfg, registry.name),
         budget=cfg.budget,

@@ -9,6 +9,7 @@ line naming the field and the fix. No network I/O here; the only file read is ``
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -111,7 +112,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("consumer_staleness"),
     Option("log_to_pid1"),
     Option("log_format"),
+    Option("log_level"),
 )
+# PRESTOP_* variables read outside the option table.
+_OTHER_ENV = ("PRESTOP_TOKEN",)
+LOG_LEVELS = ("debug", "info", "warning", "error")
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
 
@@ -225,6 +230,9 @@ class Config:
     dry_run: bool = False
     log_to_pid1: bool = True
     log_format: LogFormat = "auto"
+    log_level: str = "info"
+    # PRESTOP_* names set in the environment that no option reads (a typo: PRESTOP_BUGDET).
+    unknown_env: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     eureka: EurekaSettings | None = None
     registry: RegistryKind = "nacos"
@@ -316,13 +324,21 @@ def _bool(opt: str, r: Resolved | None, default: bool) -> bool:
     raise _fail(opt, r, "not a boolean", "use true or false")
 
 
+# ASCII digits only: int() also takes "+80", " 80" and full-width digits, which no server does.
+_DIGITS = re.compile(r"[0-9]{1,5}")
+# A host name as DNS and Kubernetes write it; IP literals are checked with ipaddress.
+_HOSTNAME = re.compile(
+    r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?"
+)
+_CONTEXT_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+/?")
+
+
 def _port(opt: str, r: Resolved | None, default: int) -> int:
     if r is None:
         return default
-    try:
-        value = int(r.value)
-    except ValueError:
-        raise _fail(opt, r, "not a port number", "give an integer from 1 to 65535") from None
+    if not _DIGITS.fullmatch(r.value):
+        raise _fail(opt, r, "not a port number", "give an integer from 1 to 65535")
+    value = int(r.value)
     if not 1 <= value <= 65535:
         raise _fail(opt, r, "out of range", "give an integer from 1 to 65535")
     return value
@@ -330,13 +346,35 @@ def _port(opt: str, r: Resolved | None, default: int) -> int:
 
 def _url(opt: str, r: Resolved) -> str:
     parts = urlsplit(r.value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not valid_host(parts.hostname)
+        or any(c.isspace() for c in r.value)
+    ):
         raise _fail(opt, r, "not an http(s) URL", "give a URL like http://127.0.0.1:8081/actuator")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise _fail(opt, r, "has an invalid port", "give a port from 1 to 65535") from None
+    written = _explicit_port(parts.netloc)
+    if written is not None and (not _DIGITS.fullmatch(written) or not 1 <= int(written) <= 65535):
+        raise _fail(opt, r, "has an invalid port", "give a port from 1 to 65535")
     return r.value.rstrip("/")
+
+
+def valid_host(host: str) -> bool:
+    """An IP literal or a DNS name: no spaces, no non-ASCII (IDNA would fail later, mid-drain)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_HOSTNAME.fullmatch(host))
+    return True
+
+
+def _explicit_port(netloc: str) -> str | None:
+    """The port as written after the host, or None when there is none."""
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        _, _, rest = hostport.partition("]")
+        return rest[1:] if rest.startswith(":") else None
+    return hostport.rpartition(":")[2] if ":" in hostport else None
 
 
 def parse_servers(raw: Resolved, context_path: str) -> tuple[ServerAddress, ...]:
@@ -348,9 +386,22 @@ def parse_servers(raw: Resolved, context_path: str) -> tuple[ServerAddress, ...]
             continue
         text = item if "://" in item else "http://" + item
         parts = urlsplit(text)
+        not_host_port = _fail(
+            "nacos_addr", raw, f"{item!r} is not host:port", "give e.g. nacos.infra:8848"
+        )
         if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise not_host_port
+        if not valid_host(parts.hostname) or (
+            parts.path and not _CONTEXT_PATH.fullmatch(parts.path)
+        ):
+            # "http//nacos:8848" (a typo) would otherwise be host "http", path "//nacos:8848".
+            raise not_host_port
+        written = _explicit_port(parts.netloc)
+        if written is not None and (
+            not _DIGITS.fullmatch(written) or not 1 <= int(written) <= 65535
+        ):
             raise _fail(
-                "nacos_addr", raw, f"{item!r} is not host:port", "give e.g. nacos.infra:8848"
+                "nacos_addr", raw, f"{item!r} has an invalid port", "give a port from 1 to 65535"
             )
         if parts.username or parts.password:
             # Credentials in a URL end up in logs and process lists; we take them separately.
@@ -385,16 +436,19 @@ def _detect_ip() -> str | None:
     return None if ipaddress.ip_address(ip).is_loopback else ip
 
 
-def _read_password_file(r: Resolved) -> str:
+def _read_password_file(r: Resolved, opt: str = "password_file") -> str:
     try:
         text = Path(r.value).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise _fail(
-            "password_file", r, f"cannot be read ({reason})", "mount the Secret file readable"
+            opt, r, f"cannot be read ({reason})", "mount the Secret file readable"
         ) from None
     # Secret volumes often carry a trailing newline that is not part of the password.
-    return text.rstrip("\r\n")
+    secret = text.rstrip("\r\n")
+    if not secret.strip():
+        raise _fail(opt, r, "is empty", "put the secret in the file (check the Secret's key)")
+    return secret
 
 
 def _password(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> str | None:
@@ -487,6 +541,25 @@ def _registry_kind(r: Callable[[str], Resolved | None]) -> RegistryKind:
     return "eureka" if has_eureka else "nacos"
 
 
+def _split_userinfo(url: str) -> tuple[str | None, str | None, str]:
+    """``user:password@`` taken off a URL before it is parsed.
+
+    People paste passwords with ``@``, ``#``, ``/`` or ``?`` unencoded; a URL parser would then
+    read part of the password as the host, path or fragment (and show it in an error). Host and
+    path have no ``@``, so the last one ends the user info. Percent-encoding is undone.
+    """
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return None, None, url
+    user, colon, password = rest[:at].partition(":")
+    return (
+        unquote(user) or None,
+        unquote(password) if colon else None,
+        f"{scheme}://{rest[at + 1 :]}",
+    )
+
+
 def parse_eureka_urls(raw: Resolved) -> tuple[EurekaServer, ...]:
     """Comma-separated service URLs; ``user:password@`` moves out of the URL (never logged)."""
     hidden = Resolved("<hidden>", raw.source)  # the value may carry a password
@@ -495,20 +568,28 @@ def parse_eureka_urls(raw: Resolved) -> tuple[EurekaServer, ...]:
         item = item.strip()
         if not item:
             continue
+        user, password, item = _split_userinfo(item)
         parts = urlsplit(item)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or not valid_host(parts.hostname)
+            or " " in item
+        ):
             raise _fail(
                 "eureka_url",
                 hidden,
                 "an entry is not an http(s) URL",
                 "give e.g. http://eureka:8761/eureka/",
             )
-        try:
-            port = parts.port
-        except ValueError:
+        written = _explicit_port(parts.netloc)
+        if written is not None and (
+            not _DIGITS.fullmatch(written) or not 1 <= int(written) <= 65535
+        ):
             raise _fail(
                 "eureka_url", hidden, "an entry has an invalid port", "give a port from 1 to 65535"
-            ) from None
+            )
+        port = int(written) if written is not None else None
         if not parts.path.strip("/"):
             raise _fail(
                 "eureka_url",
@@ -519,8 +600,6 @@ def parse_eureka_urls(raw: Resolved) -> tuple[EurekaServer, ...]:
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         netloc = host if port is None else f"{host}:{port}"
         base = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}/"
-        user = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
         servers.append(EurekaServer(base, user, password))
     if not servers:
         raise _fail("eureka_url", hidden, "is empty", "give e.g. http://eureka:8761/eureka/")
@@ -628,6 +707,11 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
         if log_format_r.value not in ("auto", "json", "console"):
             raise _fail("log_format", log_format_r, "unknown format", "use auto, json or console")
         log_format = log_format_r.value  # type: ignore[assignment]
+    log_level_r = r("log_level")
+    if log_level_r is not None and log_level_r.value.lower() not in LOG_LEVELS:
+        raise _fail("log_level", log_level_r, "unknown level", "use " + ", ".join(LOG_LEVELS))
+    known = {o.env for o in OPTIONS} | set(_OTHER_ENV)
+    unknown_env = tuple(sorted(n for n in environ if n.startswith("PRESTOP_") and n not in known))
 
     sources = {o.name: res.source for o in OPTIONS if (res := r(o.name)) is not None}
     return Config(
@@ -664,6 +748,8 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
         else _number("consumer_staleness", r("consumer_staleness"), 35.5),
         log_to_pid1=_bool("log_to_pid1", r("log_to_pid1"), True),
         log_format=log_format,
+        log_level=log_level_r.value.lower() if log_level_r is not None else "info",
+        unknown_env=unknown_env,
         sources=sources,
     )
 
@@ -737,10 +823,9 @@ def resolve_env_port(name: str, environ: Mapping[str, str]) -> int | None:
 
 
 def _port_env(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: not a port number; give an integer 1-65535") from None
+    if not _DIGITS.fullmatch(raw):
+        raise ConfigError(f"{name}={raw!r}: not a port number; give an integer 1-65535")
+    value = int(raw)
     if not 1 <= value <= 65535:
         raise ConfigError(f"{name}={raw!r}: out of range; give an integer 1-65535")
     return value
@@ -778,7 +863,7 @@ def load_sidecar(
         port = _port("listen", Resolved(tail, listen.source), 9901)
     token_file = r("token_file")
     if token_file is not None:
-        token = _read_password_file(token_file).strip()
+        token = _read_password_file(token_file, "token_file").strip()
     else:
         token = environ.get("PRESTOP_TOKEN", "").strip()
     if not token and require_token:

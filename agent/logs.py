@@ -74,6 +74,13 @@ def open_pid1_stdout(console: TextIO) -> IO[str] | None:
         return None
 
 
+def level_of(name: str) -> int:
+    """A ``--log-level`` name as a logging level."""
+    return {"debug": logging.DEBUG, "warning": logging.WARNING, "error": logging.ERROR}.get(
+        name, logging.INFO
+    )
+
+
 def configure(
     *,
     log_format: str = "auto",

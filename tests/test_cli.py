@@ -65,3 +65,25 @@ def test_dry_run_touches_nothing_and_hides_secrets() -> None:
     events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
     assert "dry_run_plan" in events
     assert events[-1] == "prestop_summary"
+
+
+def test_unknown_prestop_variable_is_warned_about(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`prestop drain --dry-run` with PRESTOP_BUGDET set logs its name, never its value."""
+    from agent.cli import main
+
+    for name, value in {
+        "PRESTOP_NACOS_ADDR": "127.0.0.1:1",
+        "PRESTOP_SERVICE": "orders",
+        "PRESTOP_IP": "10.0.0.5",
+        "PRESTOP_BUGDET": "secret-looking-value",
+        "PRESTOP_LOG_FORMAT": "json",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit):
+        main(["drain", "--dry-run"])
+    err = capsys.readouterr().err
+    assert "config_unknown_env" in err
+    assert "PRESTOP_BUGDET" in err
+    assert "secret-looking-value" not in err
