@@ -144,7 +144,10 @@ def _load(flags: dict[str, Any]) -> Any:
     except ConfigError as exc:
         _fail_config(exc)
     logs.configure(
-        log_format=cfg.log_format, to_pid1=cfg.log_to_pid1, level=logs.level_of(cfg.log_level)
+        log_format=cfg.log_format,
+        # A dry run changes nothing: it has nothing to tell the pod's log.
+        to_pid1=cfg.log_to_pid1 and not cfg.dry_run,
+        level=logs.level_of(cfg.log_level),
     )
     if cfg.unknown_env:
         # Names only: a value could be a secret.

@@ -62,9 +62,24 @@ def _same_file(a: IO[str], path: str) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+# PID 1 names that mean a machine's init, not a container's process: its stdout is a console
+# nobody reads (or a journal), never `kubectl logs`.
+_MACHINE_INITS = frozenset({"systemd", "init", "upstart", "launchd", "openrc-init", "runit"})
+PID1_COMM = "/proc/1/comm"
+
+
+def pid1_is_a_machine_init() -> bool:
+    try:
+        with open(PID1_COMM, encoding="utf-8", errors="replace") as f:
+            return f.read().strip() in _MACHINE_INITS
+    except OSError:
+        return False
+
+
 def open_pid1_stdout(console: TextIO) -> IO[str] | None:
-    """PID 1's stdout for appending, or None when we are PID 1, it is ours, or not writable."""
-    if os.getpid() == 1 or not os.access(PID1_STDOUT, os.W_OK):
+    """PID 1's stdout for appending, or None when we are PID 1, it is ours, not writable, or
+    PID 1 is a machine's init (a VM, a developer's laptop) rather than the container's process."""
+    if os.getpid() == 1 or not os.access(PID1_STDOUT, os.W_OK) or pid1_is_a_machine_init():
         return None
     if _same_file(console, PID1_STDOUT) or _same_file(sys.stdout, PID1_STDOUT):
         return None
