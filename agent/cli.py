@@ -259,7 +259,15 @@ def serve(**flags: Any) -> None:
     terminated = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     signal.signal(signal.SIGINT, lambda *_: terminated.set())
-    serve_forever(sidecar, side.host, side.port, terminated)
+    try:
+        serve_forever(sidecar, side.host, side.port, terminated)
+    except OSError as exc:  # the bind: the address is in use or not this pod's
+        _fail_config(
+            ConfigError(
+                f"--listen {side.host}:{side.port}: cannot listen ({exc.strerror or exc}); "
+                "give a free port on an address of this pod, e.g. 0.0.0.0:9901"
+            )
+        )
     sys.exit(EXIT_OK)
 
 

@@ -860,6 +860,8 @@ def load_sidecar(
     if listen is not None:
         head, _, tail = listen.value.rpartition(":")
         host = head.strip("[]") or "0.0.0.0"
+        if not valid_host(host):
+            raise _fail("listen", listen, "not host:port", "give e.g. 0.0.0.0:9901")
         port = _port("listen", Resolved(tail, listen.source), 9901)
     token_file = r("token_file")
     if token_file is not None:

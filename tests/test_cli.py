@@ -87,3 +87,32 @@ def test_unknown_prestop_variable_is_warned_about(
     assert "config_unknown_env" in err
     assert "PRESTOP_BUGDET" in err
     assert "secret-looking-value" not in err
+
+
+def test_serve_on_a_busy_port_is_one_line_exit_2() -> None:
+    """`--listen` on an address that cannot be bound: one line naming --listen, no traceback."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {
+            **os.environ,
+            "PRESTOP_NACOS_ADDR": "127.0.0.1:1",
+            "PRESTOP_SERVICE": "orders",
+            "PRESTOP_IP": "10.0.0.5",
+            "PRESTOP_TOKEN": "t",
+            "PRESTOP_LOG_TO_PID1": "false",
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "agent", "serve", "--listen", f"127.0.0.1:{port}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2, result.stderr
+    assert "--listen" in result.stderr
+    assert "Traceback" not in result.stderr
