@@ -155,6 +155,15 @@ def _load(flags: dict[str, Any]) -> Any:
     return cfg
 
 
+def _check_budget(cfg: Any) -> None:
+    from agent import config
+
+    try:
+        config.check_drain_budget(cfg)
+    except ConfigError as exc:
+        _fail_config(exc)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", "-V", prog_name="prestop")
 def cli() -> None:
@@ -171,6 +180,7 @@ def drain(**flags: Any) -> None:
     from agent.sequence import run_drain
 
     cfg = _load(flags)
+    _check_budget(cfg)
     log = get_logger(command="drain", instance=cfg.instance, service=cfg.service)
     log.info("config_loaded", **cfg.redacted())
     if cfg.dry_run:
@@ -249,6 +259,7 @@ def serve(**flags: Any) -> None:
     from agent.sidecar import serve as serve_forever
 
     cfg = _load(flags)
+    _check_budget(cfg)
     try:
         side = config.load_sidecar(flags, os.environ, cfg)
     except ConfigError as exc:

@@ -754,6 +754,26 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
     )
 
 
+def check_drain_budget(cfg: Config) -> None:
+    """Exit 2 when the budget cannot hold a take-out, the minimum drain and the shutdown.
+
+    Otherwise the run would give up on the registry at once and stop an app that consumers
+    still route to (``--budget 4``, or ``--shutdown-timeout 30`` under the default budget).
+    """
+    from agent.sequence import EXIT_MARGIN
+
+    need = cfg.http_timeout + cfg.min_wait + cfg.shutdown_timeout + EXIT_MARGIN
+    if cfg.budget < need:
+        source = cfg.sources.get("budget", "default")
+        shown = f"{cfg.budget:g}" + ("" if source.startswith("--") else f" from {source}")
+        raise ConfigError(
+            f"--budget {shown}: too short for a take-out, the minimum drain and the shutdown; "
+            f"give at least {need:g} (--http-timeout {cfg.http_timeout:g} + --min-wait "
+            f"{cfg.min_wait:g} + --shutdown-timeout {cfg.shutdown_timeout:g} + "
+            f"{EXIT_MARGIN:g} to exit), or lower those"
+        )
+
+
 SIGNALS = ("auto", "prometheus", "actuator", "kernel")
 
 

@@ -116,3 +116,22 @@ def test_serve_on_a_busy_port_is_one_line_exit_2() -> None:
     assert result.returncode == 2, result.stderr
     assert "--listen" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_drain_with_a_budget_too_short_exits_2_before_any_call(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--budget 4` would give up on the registry and stop an app still routed to: exit 2."""
+    from agent.cli import main
+
+    for name, value in {
+        "PRESTOP_NACOS_ADDR": "127.0.0.1:1",
+        "PRESTOP_SERVICE": "orders",
+        "PRESTOP_IP": "10.0.0.5",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for argv in (["drain", "--budget", "4"], ["drain", "--budget", "4", "--dry-run"]):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 2
+        assert "--budget 4" in capsys.readouterr().err

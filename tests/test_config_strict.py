@@ -114,3 +114,20 @@ def test_log_level() -> None:
     with pytest.raises(ConfigError) as err:
         load({}, {**env, "PRESTOP_LOG_LEVEL": "loud"})
     assert str(err.value).startswith("--log-level")
+
+
+@pytest.mark.parametrize(
+    ("flags", "need"),
+    [({"budget": "4"}, "10.5"), ({"shutdown_timeout": "30"}, "35.5")],
+)
+def test_a_budget_that_cannot_fit_the_sequence_is_refused(
+    flags: dict[str, object], need: str
+) -> None:
+    from agent.config import check_drain_budget
+
+    cfg = load(flags, {**BASE, "PRESTOP_NACOS_ADDR": "nacos:8848"})
+    with pytest.raises(ConfigError) as err:
+        check_drain_budget(cfg)
+    assert str(err.value).startswith("--budget")
+    assert f"at least {need}" in str(err.value)
+    check_drain_budget(load({}, {**BASE, "PRESTOP_NACOS_ADDR": "nacos:8848"}))  # defaults fit

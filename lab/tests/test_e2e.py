@@ -80,7 +80,14 @@ def test_registry_down_fails_open_within_budget() -> None:
     try:
         started = time.monotonic()
         rc, events = drain(
-            {**_env("127.0.0.1:1", port), "PRESTOP_BUDGET": "8", "PRESTOP_MAX_WAIT": "3"}
+            {
+                **_env("127.0.0.1:1", port),
+                "PRESTOP_BUDGET": "8",
+                "PRESTOP_MAX_WAIT": "3",
+                # A budget of 8 s holds the sequence only with shorter timeouts than the defaults.
+                "PRESTOP_HTTP_TIMEOUT": "2",
+                "PRESTOP_SHUTDOWN_TIMEOUT": "3",
+            }
         )
         elapsed = time.monotonic() - started
         assert rc == 3
@@ -118,7 +125,12 @@ def test_app_ignoring_shutdown_is_reported(nacos: NacosEmulator) -> None:
     try:
         procs.wait_for(lambda: nacos.consumer_view("demo"), 5)
         started = time.monotonic()
-        rc, events = drain({**_env(nacos.addr, port), "PRESTOP_BUDGET": "6"})
+        short = {
+            "PRESTOP_BUDGET": "6",
+            "PRESTOP_HTTP_TIMEOUT": "2",
+            "PRESTOP_SHUTDOWN_TIMEOUT": "3",
+        }
+        rc, events = drain({**_env(nacos.addr, port), **short})
         assert rc == 3
         assert time.monotonic() - started < 6 + 1.5
         assert any(e["event"] == "app_not_stopped" for e in events)
@@ -134,7 +146,14 @@ def test_unknown_instance_writes_nothing(nacos: NacosEmulator) -> None:
     app = start_app(nacos.addr, port, 5)
     try:
         procs.wait_for(lambda: nacos.consumer_view("demo"), 5)
-        rc, events = drain({**_env(nacos.addr, port), "POD_IP": "10.9.9.9", "PRESTOP_BUDGET": "8"})
+        rc, events = drain(
+            {
+                **_env(nacos.addr, port),
+                "POD_IP": "10.9.9.9",
+                "PRESTOP_BUDGET": "8",
+                "PRESTOP_HTTP_TIMEOUT": "2",
+            }
+        )
         assert rc == 3
         assert nacos.writes() == []
         assert nacos.ops_record("demo", "10.9.9.9", port) is None
