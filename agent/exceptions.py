@@ -11,9 +11,32 @@
     │   ├── InstanceNotFound      our ip:port is not registered: nothing is written
     │   └── RegistryRejected      a 4xx we did not expect (the message says which call)
     └── ShutdownError             the app could not be asked to stop
+
+Server answers are parsed into typed values at the edge: :data:`HTTP_FAILURES` is everything a
+request can raise before an answer is usable (transport, bad gzip, an address whose host fails
+IDNA encoding), and :func:`json_of` turns any unreadable body into a ``ValueError``.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+# What sending a request and reading its answer can raise: httpx's own errors (transport,
+# DecodingError for a bad gzip body, TooManyRedirects), InvalidURL, and the idna package's
+# UnicodeError that escapes httpx for some hosts (``xn--a``).
+HTTP_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, httpx.InvalidURL, UnicodeError)
+
+
+def json_of(response: httpx.Response) -> Any:
+    """The answer's JSON; ``ValueError`` for anything unreadable (bad JSON, too deep, bad gzip)."""
+    try:
+        return response.json()
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    except (ValueError, httpx.HTTPError, LookupError) as exc:
+        raise ValueError(f"not JSON ({type(exc).__name__})") from None
 
 
 class AgentError(Exception):

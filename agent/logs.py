@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 from typing import IO, Any, TextIO
@@ -43,11 +44,35 @@ class TeeLogger:
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
 
+def json_safe(value: Any, _depth: int = 0) -> Any:
+    """``value`` with every float that JSON cannot carry (NaN, ±Infinity) replaced by None.
+
+    Containers are copied (tuples and sets become lists), keys become strings, anything else
+    that JSON does not know becomes its ``str()``; nesting deeper than 50 levels is cut off.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if _depth >= 50:
+        return "..."
+    if isinstance(value, dict):
+        return {str(k): json_safe(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v, _depth + 1) for v in value]
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    """One compact line of strict JSON (no NaN or Infinity), whatever ``value`` holds."""
+    return json.dumps(json_safe(value), separators=(",", ":"), allow_nan=False)
+
+
 def _render_both(console_json: bool) -> structlog.typing.Processor:
     console = structlog.dev.ConsoleRenderer(colors=False)
 
     def render(logger: WrappedLogger, name: str, event_dict: EventDict) -> dict[str, str]:
-        json_line = json.dumps(event_dict, default=str, separators=(",", ":"))
+        json_line = dumps(event_dict)
         console_line = json_line if console_json else str(console(logger, name, dict(event_dict)))
         return {"json_line": json_line, "console_line": console_line}
 

@@ -3,11 +3,16 @@
 take the instance out → confirm consumers no longer see it → wait for traffic to drain →
 ask the app to stop → confirm it stopped. One Deadline bounds everything. The registry steps
 fail open: whatever happens there, the app is still drained and stopped (exit 3, degraded).
+
+Every phase is a bulkhead: any ``Exception`` raised inside one (not only the agent's own) is
+logged as ``phase_failed`` and ends that phase degraded; the next phases still run, so the app
+is stopped even when every earlier phase blew up, and the summary is always strict JSON.
 This module knows only the protocols, never httpx or Nacos.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +24,7 @@ from agent.drain.policy import DrainConfig
 from agent.drain.signals import TrafficSignal
 from agent.drain.waiter import take_sample, wait_for_drain
 from agent.exceptions import AgentError, InstanceNotFound, ShutdownError
-from agent.logs import get_logger
+from agent.logs import get_logger, json_safe
 from agent.registry import Registry
 from agent.retrying import call_with_retries
 from agent.shutdown import ShutdownAction, wait_until_stopped
@@ -29,6 +34,19 @@ log = get_logger()
 EXIT_MARGIN = 0.5  # seconds kept for logging the summary and exiting
 CONFIRM_INTERVAL = 0.2
 CLEANUP_RESERVE = 1.0  # seconds kept after the app stopped for the registry's clean-up
+ERROR_CHARS = 200  # an error message in the summary or a log line is cut to this length
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_SECRET_PARAM = re.compile(
+    r"(?i)\b(password|passwd|token|accesstoken|secret|authorization)\b(\s*[=:]\s*)\S+"
+)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, secret-free message for ``exc`` (URL credentials and tokens are masked)."""
+    text = _USERINFO.sub("***@", str(exc))
+    text = _SECRET_PARAM.sub(r"\1\2***", text).replace("\n", " ")
+    return text[:ERROR_CHARS]
 
 
 @dataclass
@@ -57,6 +75,7 @@ class Outcome:
         return next((p for p in self.phases if p.name == name), None)
 
     def summary(self) -> dict[str, Any]:
+        """The run as strict-JSON-safe values (NaN and ±Infinity become null)."""
         out: dict[str, Any] = {
             "outcome": "degraded" if self.degraded else "ok",
             "exit_code": self.exit_code,
@@ -67,7 +86,8 @@ class Outcome:
                 for p in self.phases
             },
         }
-        return out
+        safe: dict[str, Any] = json_safe(out)
+        return safe
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,10 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
     baseline = take_sample(deps.signal, before_shutdown.sub(plan.drain.poll_interval * 4), clock)
     if deps.signal is not None:
         log.info("drain_signals", signals=deps.signal.name, baseline_ok=baseline is not None)
+
+    # Each phase below is a bulkhead (see _phase): these are what a phase that blew up leaves.
+    taken_out = False
+    stopped = False
 
     with _phase(outcome, "take_out", clock) as p:
         taken_out = _take_out(deps.registry, before_shutdown, p)
@@ -193,7 +217,7 @@ def _confirm_invisible(registry: Registry, deadline: Deadline, clock: Clock, p: 
                 log.info("instance_invisible", time_to_invisible_s=p.detail["time_to_invisible_s"])
                 return
         except AgentError as exc:
-            last_error = str(exc)
+            last_error = describe_error(exc)
         if deadline.remaining() <= CONFIRM_INTERVAL:
             p.outcome = "degraded"
             p.detail["error"] = last_error or "consumers still see the instance"
@@ -253,11 +277,26 @@ def _after_stop(registry: Registry | None, stopped: bool, deadline: Deadline, p:
 
 @contextmanager
 def _phase(outcome: Outcome, name: str, clock: Clock) -> Iterator[Phase]:
-    """Time one phase and report it the same way as every other."""
+    """Time one phase and report it the same way as every other.
+
+    A bulkhead: any ``Exception`` from the phase's body is logged (type and a secret-free
+    message) and ends the phase degraded instead of the run; ``BaseException`` (Ctrl-C,
+    SystemExit) still propagates.
+    """
     phase = Phase(name)
     start = clock.now()
     try:
         yield phase
+    except Exception as exc:  # noqa: BLE001 - a bulkhead: any error ends this phase only
+        if phase.outcome not in ("degraded", "failed"):
+            phase.outcome = "degraded"
+        phase.detail.update(error_type=type(exc).__name__, error=describe_error(exc))
+        log.error(
+            "phase_failed",
+            phase=name,
+            error_type=type(exc).__name__,
+            error=describe_error(exc),
+        )
     finally:
         phase.duration = clock.now() - start
         outcome.phases.append(phase)

@@ -12,7 +12,7 @@ from typing import Protocol
 import httpx
 
 from agent.deadline import Clock, Deadline
-from agent.exceptions import ShutdownError
+from agent.exceptions import HTTP_FAILURES, ShutdownError
 from agent.logs import get_logger
 
 log = get_logger()
@@ -45,20 +45,23 @@ class ActuatorShutdown:
         if timeout <= 0.01:
             raise ShutdownError("no time left to call the shutdown endpoint")
         try:
-            response = self._http.post(self.url, timeout=timeout)
+            # Only the status line matters: the body is never read, so a broken one (bad gzip,
+            # garbage) cannot turn a delivered shutdown request into an error.
+            with self._http.stream("POST", self.url, timeout=timeout) as response:
+                status = response.status_code
         except httpx.ConnectError:
             # Nothing listens any more: the app is already down (hooks can run twice).
             return Triggered("actuator", "connection refused: already stopped")
-        except httpx.TransportError as exc:
+        except HTTP_FAILURES as exc:
             raise ShutdownError(f"POST {self.url} failed: {type(exc).__name__}") from None
-        if response.status_code == 404:
+        if status == 404:
             raise ShutdownError(
                 f"POST {self.url} -> 404: enable it with management.endpoint.shutdown.enabled="
                 "true (access: unrestricted on Boot 3.4+) and expose 'shutdown'"
             )
-        if response.status_code >= 400:
-            raise ShutdownError(f"POST {self.url} -> HTTP {response.status_code}")
-        return Triggered("actuator", f"POST {self.url} -> {response.status_code}")
+        if status >= 400:
+            raise ShutdownError(f"POST {self.url} -> HTTP {status}")
+        return Triggered("actuator", f"POST {self.url} -> {status}")
 
 
 def find_pids(target: str, proc: Path = Path("/proc")) -> list[int]:
@@ -123,7 +126,7 @@ def port_open(host: str, port: int, timeout: float) -> bool:
     """Whether something is still there: only a refused connection counts as stopped."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except OSError:
+    except (OSError, UnicodeError):
         return False
     sock = socket.socket(family, kind, proto)
     try:

@@ -7,6 +7,7 @@ left out of the count.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Protocol
 import httpx
 
 from agent.deadline import Deadline
+from agent.exceptions import HTTP_FAILURES, json_of
 
 REQUESTS_COUNT = "http_server_requests_seconds_count"
 ACTIVE_COUNT = "http_server_requests_active_seconds_active_count"
@@ -70,6 +72,8 @@ def parse_prometheus(text: str) -> Iterator[Metric]:
             value = float(m.group("value"))
         except ValueError:
             continue
+        if not math.isfinite(value):
+            continue  # NaN or ±Inf says nothing about traffic (and would poison a rate)
         labels = {
             k: v.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
             for k, v in _LABEL.findall(m.group("labels") or "")
@@ -139,11 +143,15 @@ class PrometheusSignal:
             raise SignalUnavailable("no time left")
         try:
             response = self._http.get(self.url, timeout=timeout)
-        except httpx.TransportError as exc:
+            if response.status_code != 200:
+                raise SignalUnavailable(f"HTTP {response.status_code} from {self.url}")
+            text = response.text
+        except HTTP_FAILURES as exc:
+            # Transport errors, a bad gzip body, a host that fails IDNA encoding.
             raise SignalUnavailable(f"{type(exc).__name__} reading {self.url}") from None
-        if response.status_code != 200:
-            raise SignalUnavailable(f"HTTP {response.status_code} from {self.url}")
-        return reading_from_prometheus(response.text, **self._names)
+        except LookupError:
+            raise SignalUnavailable(f"unknown charset from {self.url}") from None
+        return reading_from_prometheus(text, **self._names)
 
 
 class ActuatorMetricsSignal:
@@ -165,31 +173,39 @@ class ActuatorMetricsSignal:
         params = {"tag": tag} if tag else None
         try:
             response = self._http.get(self.base + metric, params=params, timeout=timeout)
-        except httpx.TransportError as exc:
+        except HTTP_FAILURES as exc:
+            # Transport errors, a bad gzip body, a host that fails IDNA encoding.
             raise SignalUnavailable(f"{type(exc).__name__} reading {self.base}{metric}") from None
         if response.status_code != 200:
             raise SignalUnavailable(f"HTTP {response.status_code} from {self.base}{metric}")
         try:
-            body = response.json()
-        except ValueError:
-            raise SignalUnavailable(f"{self.base}{metric} answered non-JSON") from None
+            body = json_of(response)
+        except ValueError as exc:
+            raise SignalUnavailable(f"{self.base}{metric} answered {exc}") from None
         return body if isinstance(body, dict) else {}
 
     @staticmethod
     def _statistic(body: dict[str, object], name: str) -> float | None:
-        for m in body.get("measurements") or []:  # type: ignore[attr-defined]
+        measurements = body.get("measurements")
+        for m in measurements if isinstance(measurements, list) else []:
             if isinstance(m, dict) and m.get("statistic") == name:
-                return float(m.get("value", 0.0))
+                value = m.get("value", 0.0)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    number = float(value) if abs(value) < 1e300 else math.nan
+                    if math.isfinite(number):
+                        return number
+                raise SignalUnavailable(f"{name} is not a number: {str(value)[:40]!r}")
         return None
 
     def read(self, deadline: Deadline) -> Reading:
         overview = self._get("http.server.requests", deadline)
         uris: list[str] = []
-        for tag in overview.get("availableTags") or []:  # type: ignore[attr-defined]
+        tags = overview.get("availableTags")
+        for tag in tags if isinstance(tags, list) else []:
             if isinstance(tag, dict) and tag.get("tag") == "uri":
-                uris = [
-                    str(u) for u in tag.get("values") or [] if not str(u).startswith("/actuator")
-                ]
+                values = tag.get("values")
+                listed = values if isinstance(values, list) else []
+                uris = [u for u in listed if isinstance(u, str) and not u.startswith("/actuator")]
         requests = 0.0
         for uri in uris:
             body = self._get("http.server.requests", deadline, tag=f"uri:{uri}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -45,17 +46,35 @@ def take_sample(
     clock: Clock,
     on_error: Callable[[SignalUnavailable], None] | None = None,
 ) -> Sample | None:
-    """One reading, stamped when it was asked for; None when there is no signal or it failed."""
+    """One reading, stamped when it was asked for; None when there is no signal or it failed.
+
+    Any error while sampling (not only :class:`SignalUnavailable`) counts as a failed sample:
+    the drain then falls back the way it does for an unreadable signal. Values that are not
+    finite numbers are dropped.
+    """
     if signal is None:
         return None
     at = clock.now()
     try:
         reading = signal.read(deadline)
+        sample = Sample(at, _finite(reading.requests), _finite(reading.in_flight))
     except SignalUnavailable as exc:
         if on_error is not None:
             on_error(exc)
         return None
-    return Sample(at, reading.requests, reading.in_flight)
+    except Exception as exc:  # noqa: BLE001 - a broken sample is a failed sample
+        log.warning("drain_signal_failed", error_type=type(exc).__name__)
+        if on_error is not None:
+            on_error(SignalUnavailable(f"{type(exc).__name__} while sampling"))
+        return None
+    return sample
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value) if abs(value) < 1e300 else math.nan
+        return number if math.isfinite(number) else None
+    return None
 
 
 def rate_between(first: Sample | None, second: Sample | None) -> float | None:
@@ -129,7 +148,10 @@ def wait_for_drain(
                 quiet_window=quiet_window(config, state),
             )
         if on_tick is not None:
-            on_tick(deadline)
+            try:
+                on_tick(deadline)
+            except Exception as exc:  # noqa: BLE001 - an observer must never end the drain
+                log.warning("drain_tick_failed", error_type=type(exc).__name__)
         if decision.reason != last_reason:
             log.info("drain_waiting", reason=decision.reason, in_flight=state.in_flight)
             last_reason = decision.reason

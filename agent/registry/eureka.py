@@ -25,11 +25,13 @@ import httpx
 from agent.config import EurekaServer, EurekaSettings
 from agent.deadline import Clock, Deadline
 from agent.exceptions import (
+    HTTP_FAILURES,
     AuthError,
     InstanceNotFound,
     RegistryError,
     RegistryRejected,
     RegistryUnavailable,
+    json_of,
 )
 from agent.logs import get_logger
 from agent.registry import InstanceState, TakeOut
@@ -77,7 +79,9 @@ def instances_in(body: Any, app: str | None = None) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         return []
     if "applications" in body:
-        apps = as_list((body["applications"] or {}).get("application"))
+        applications = body["applications"]
+        # A malformed envelope (``{"applications": [1]}``) lists nothing.
+        apps = as_list(applications.get("application")) if isinstance(applications, dict) else []
     else:
         apps = [body.get("application")]
     out: list[dict[str, Any]] = []
@@ -146,7 +150,8 @@ class EurekaRegistry:
                 headers=self._headers(server),
                 timeout=timeout,
             )
-        except httpx.TransportError as exc:
+        except HTTP_FAILURES as exc:
+            # Transport errors, a bad gzip body, a host that fails IDNA encoding.
             raise RegistryUnavailable(f"{method} {server}{path}: {type(exc).__name__}") from None
         if response.status_code == 401:
             raise AuthError(
@@ -178,10 +183,10 @@ class EurekaRegistry:
                 f"GET {server}{self._instance_path(instance_id)} -> {r.status_code}"
             )
         try:
-            body = r.json()
-        except ValueError:
+            body = json_of(r)
+        except ValueError as exc:
             raise RegistryRejected(
-                f"GET {server}{self._instance_path(instance_id)}: not JSON"
+                f"GET {server}{self._instance_path(instance_id)}: {exc}"
             ) from None
         instance = body.get("instance") if isinstance(body, dict) else None
         return instance if isinstance(instance, dict) else None
@@ -196,7 +201,7 @@ class EurekaRegistry:
         r = self._call(server, "GET", f"apps/{quote(s.app, safe='')}", deadline)
         if r.status_code == 200:
             try:
-                body = r.json()
+                body = json_of(r)
             except ValueError:
                 body = None
             for inst in instances_in(body):
@@ -370,7 +375,7 @@ class EurekaRegistry:
                 if r.status_code != 200:
                     return True
             try:
-                body = r.json()
+                body = json_of(r)
             except ValueError:
                 return True
             last = self._last_entry(body, instance_id)
@@ -402,7 +407,7 @@ class EurekaRegistry:
                 if r.status_code != 200:
                     continue
                 try:
-                    body = r.json()
+                    body = json_of(r)
                 except ValueError:
                     continue
                 last = self._last_entry(body, instance_id)

@@ -17,6 +17,7 @@ The token goes in headers (never in URLs, which end up in access logs).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +27,14 @@ from agent.config import NacosSettings
 from agent.consumers import Subscriber
 from agent.deadline import Clock, Deadline
 from agent.exceptions import (
+    HTTP_FAILURES,
     AuthError,
     DeadlineExceeded,
     InstanceNotFound,
+    RegistryError,
     RegistryRejected,
     RegistryUnavailable,
+    json_of,
 )
 from agent.logs import get_logger
 from agent.registry import InstanceState, TakeOut
@@ -45,7 +49,10 @@ _BODY_SNIPPET = 200
 
 
 def _snippet(response: httpx.Response) -> str:
-    text = response.text.strip().replace("\n", " ")
+    try:
+        text = response.text.strip().replace("\n", " ")
+    except (ValueError, LookupError, httpx.HTTPError):
+        return "(unreadable body)"
     return text[:_BODY_SNIPPET]
 
 
@@ -105,7 +112,8 @@ class NacosHttp:
                 response = self._http.request(
                     method, url, params=params, data=data, headers=headers, timeout=timeout
                 )
-            except httpx.TransportError as exc:
+            except HTTP_FAILURES as exc:
+                # Transport errors, a bad gzip body, a host that fails IDNA encoding.
                 errors.append(f"{servers[index]}: {type(exc).__name__}")
                 continue
             if response.status_code in _FAILOVER_STATUSES:
@@ -193,14 +201,16 @@ class NacosHttp:
         assert response is not None
         if response.status_code == 200:
             try:
-                body = response.json()
+                body = json_of(response)
                 token = str(body["accessToken"])
                 ttl = float(body.get("tokenTtl", 18000))
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, OverflowError):
                 raise RegistryRejected(
                     f"login answered 200 without a token: {_snippet(response)}"
                 ) from None
             self._token = token
+            if not math.isfinite(ttl):
+                ttl = 18000.0
             self._token_expires = self._clock.now() + ttl * _TOKEN_REFRESH_MARGIN
             log.info("registry_login", username=user, token_ttl=ttl)
             return
@@ -225,7 +235,7 @@ class NacosHttp:
         response = self._send("GET", "/v3/admin/core/state", deadline)
         if response.status_code == 200:
             try:
-                data = response.json().get("data") or {}
+                data = json_of(response).get("data") or {}
                 version = str(data.get("version") or "3")
             except (ValueError, AttributeError):
                 version = "3"
@@ -235,7 +245,7 @@ class NacosHttp:
             version = ""
             if response.status_code == 200:
                 try:
-                    version = str(response.json().get("version") or "")
+                    version = str(json_of(response).get("version") or "")
                 except (ValueError, AttributeError):
                     version = ""
             if response.status_code >= 500:
@@ -329,8 +339,8 @@ class NacosRegistry:
         }
         try:
             r = self._http.request("GET", "/v1/ns/catalog/instances", deadline, params=params)
-            hosts = r.json().get("list", []) if r.status_code == 200 else []
-        except (ValueError, AttributeError, RegistryUnavailable):
+            hosts = json_of(r).get("list", []) if r.status_code == 200 else []
+        except (ValueError, AttributeError, RegistryError):
             return None
         for host in hosts if isinstance(hosts, list) else []:
             if isinstance(host, dict) and self._is_us(host) and "enabled" in host:
@@ -374,7 +384,8 @@ class NacosRegistry:
             return []  # 2.0/2.1 have no such API
         body = self._ok_json(r, f"GET {path}")
         out: list[Subscriber] = []
-        for item in body.get("data") or [] if isinstance(body, dict) else []:
+        items = body.get("data") if isinstance(body, dict) else None
+        for item in items if isinstance(items, list) else []:
             if not isinstance(item, dict):
                 continue
             ip, port = item.get("ip"), item.get("port")
@@ -526,9 +537,9 @@ class NacosRegistry:
         if r.status_code >= 400:
             raise RegistryRejected(f"{what} -> HTTP {r.status_code}: {_snippet(r)}")
         try:
-            return r.json()
-        except ValueError:
-            raise RegistryRejected(f"{what} answered non-JSON: {_snippet(r)}") from None
+            return json_of(r)
+        except ValueError as exc:
+            raise RegistryRejected(f"{what} answered {exc}: {_snippet(r)[:80]}") from None
 
     def _state(self, data: dict[str, Any]) -> InstanceState:
         metadata = data.get("metadata") or {}
@@ -536,7 +547,7 @@ class NacosRegistry:
             ip=str(data.get("ip", self._s.ip)),
             port=_int(data.get("port")) or self._s.port,
             cluster=str(data.get("clusterName") or self._s.cluster),
-            weight=float(data.get("weight", 1.0)),
+            weight=_weight(data.get("weight", 1.0)),
             metadata={str(k): str(v) for k, v in metadata.items()}
             if isinstance(metadata, dict)
             else {},
@@ -548,6 +559,19 @@ class NacosRegistry:
 
 def _metadata_kept(before: dict[str, str], after: dict[str, str]) -> bool:
     return all(after.get(k) == v for k, v in before.items())
+
+
+def _weight(value: object) -> float:
+    """A weight as Nacos writes it (a number, or a numeric string); anything else is refused,
+    because the take-out writes the weight back."""
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            weight = float(value)
+        except (ValueError, OverflowError):
+            weight = math.nan
+        if math.isfinite(weight) and weight >= 0:
+            return weight
+    raise RegistryRejected(f"the instance's weight is not a number: {str(value)[:40]!r}")
 
 
 def _int(value: object) -> int | None:
