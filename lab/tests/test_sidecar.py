@@ -242,7 +242,12 @@ def test_sigterm_during_a_drain_does_not_cut_it_short(nacos: NacosEmulator) -> N
     base = {k: v for k, v in os.environ.items() if not k.startswith("PRESTOP_")}
     sidecar = subprocess.Popen(
         [sys.executable, "-m", "agent", "serve", "--listen", f"127.0.0.1:{side_port}"],
-        env={**base, **env(nacos, app_port, PRESTOP_MIN_WAIT="2", PRESTOP_LOG_FORMAT="json")},
+        env={
+            **base,
+            # A 2 s minimum drain needs a budget of at least 10.5 s (check_drain_budget).
+            **env(nacos, app_port, PRESTOP_MIN_WAIT="2", PRESTOP_BUDGET="12"),
+            "PRESTOP_LOG_FORMAT": "json",
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
