@@ -18,6 +18,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from agent.exceptions import ConfigError
+from agent.logs import register_secret
 
 ShutdownMode = Literal["actuator", "signal", "none"]
 RegistryKind = Literal["nacos", "eureka"]
@@ -507,6 +508,7 @@ def load_nacos(flags: Mapping[str, object | None], environ: Mapping[str, str]) -
     cluster_r = r("cluster")
     user_r = r("username")
     password = _password(flags, environ)
+    register_secret(password, unless=user_r.value if user_r is not None else None)
     if password is not None and user_r is None:
         raise ConfigError("--username: not set but a password is; set --username or NACOS_USERNAME")
     if user_r is not None and password is None:
@@ -619,6 +621,8 @@ def load_eureka(flags: Mapping[str, object | None], environ: Mapping[str, str]) 
             "EUREKA_CLIENT_SERVICEURL_DEFAULTZONE (http://host:8761/eureka/[,...])"
         )
     servers = parse_eureka_urls(url)
+    for server in servers:
+        register_secret(server.password, unless=server.username)
     service_r = r("service")
     if service_r is None:
         raise ConfigError(
@@ -897,6 +901,7 @@ def load_sidecar(
     curve = r("warmup_curve")
     if curve is not None and curve.value not in ("quadratic", "linear"):
         raise _fail("warmup_curve", curve, "unknown curve", "use quadratic or linear")
+    register_secret(token)
     return SidecarSettings(
         host=host,
         port=port,

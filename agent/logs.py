@@ -12,7 +12,9 @@ import logging
 import math
 import os
 import sys
+from collections.abc import MutableMapping
 from typing import IO, Any, TextIO
+from urllib.parse import quote, quote_plus
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
@@ -44,13 +46,48 @@ class TeeLogger:
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
 
+# The secrets of this run (passwords, tokens): masked wherever they would appear in output,
+# including a server's answer that echoes the login form back into an error message.
+_SECRETS: set[str] = set()
+MASK = "***"
+
+
+def register_secret(value: str | None, *, unless: str | None = None) -> None:
+    """Mask ``value`` (and its URL-encoded forms) in every log line and summary from now on.
+
+    ``unless``: a public value it may equal (a password that is the user name is no secret);
+    values of fewer than 4 characters are not masked, as they would blank out ordinary words.
+    """
+    if not value or len(value) < 4 or value == unless:
+        return
+    _SECRETS.update({value, quote(value, safe=""), quote_plus(value)})
+
+
+def forget_secrets() -> None:
+    """Tests only: a process that runs several configurations starts each one clean."""
+    _SECRETS.clear()
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def _redact_event(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+    return json_safe(event) if _SECRETS else event
+
+
 def json_safe(value: Any, _depth: int = 0) -> Any:
     """``value`` with every float that JSON cannot carry (NaN, ±Infinity) replaced by None.
 
     Containers are copied (tuples and sets become lists), keys become strings, anything else
     that JSON does not know becomes its ``str()``; nesting deeper than 50 levels is cut off.
     """
-    if isinstance(value, bool) or value is None or isinstance(value, int | str):
+    if isinstance(value, str):
+        return redact(value) if _SECRETS else value
+    if isinstance(value, bool) or value is None or isinstance(value, int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -148,6 +185,7 @@ def configure(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _redact_event,
             _render_both(console_json),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

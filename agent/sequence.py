@@ -24,7 +24,7 @@ from agent.drain.policy import DrainConfig
 from agent.drain.signals import TrafficSignal
 from agent.drain.waiter import take_sample, wait_for_drain
 from agent.exceptions import AgentError, InstanceNotFound, ShutdownError
-from agent.logs import get_logger, json_safe
+from agent.logs import get_logger, json_safe, redact
 from agent.registry import Registry
 from agent.retrying import call_with_retries
 from agent.shutdown import ShutdownAction, wait_until_stopped
@@ -44,7 +44,7 @@ _SECRET_PARAM = re.compile(
 
 def describe_error(exc: BaseException) -> str:
     """A short, secret-free message for ``exc`` (URL credentials and tokens are masked)."""
-    text = _USERINFO.sub("***@", str(exc))
+    text = _USERINFO.sub("***@", redact(str(exc)))
     text = _SECRET_PARAM.sub(r"\1\2***", text).replace("\n", " ")
     return text[:ERROR_CHARS]
 
@@ -178,18 +178,20 @@ def _take_out(registry: Registry | None, deadline: Deadline, p: Phase) -> bool:
         result = call_with_retries(
             lambda: registry.take_out(deadline),
             deadline,
-            on_retry=lambda n, exc: log.warning("registry_retry", attempt=n, error=str(exc)),
+            on_retry=lambda n, exc: log.warning(
+                "registry_retry", attempt=n, error=describe_error(exc)
+            ),
         )
     except InstanceNotFound as exc:
-        p.outcome, p.detail["error"] = "degraded", str(exc)
+        p.outcome, p.detail["error"] = "degraded", describe_error(exc)
         p.detail["reason"] = "instance_not_found"
-        log.warning("instance_not_found", error=str(exc))
+        log.warning("instance_not_found", error=describe_error(exc))
         return False
     except AgentError as exc:
         # Fail open: the app must still be drained and stopped.
-        p.outcome, p.detail["error"] = "degraded", str(exc)
+        p.outcome, p.detail["error"] = "degraded", describe_error(exc)
         p.detail["reason"] = type(exc).__name__
-        log.error("take_out_failed", error=str(exc), error_type=type(exc).__name__)
+        log.error("take_out_failed", error=describe_error(exc), error_type=type(exc).__name__)
         return False
     p.detail.update(
         method=result.method,
@@ -231,8 +233,8 @@ def _shut_down(deps: Deps, deadline: Deadline, p: Phase, clock: Clock) -> bool:
     try:
         triggered = deps.action.trigger(deadline)
     except ShutdownError as exc:
-        p.outcome, p.detail["error"] = "failed", str(exc)
-        log.error("app_shutdown_failed", error=str(exc))
+        p.outcome, p.detail["error"] = "failed", describe_error(exc)
+        log.error("app_shutdown_failed", error=describe_error(exc))
         return False
     p.detail.update(how=triggered.how, detail=triggered.detail)
     log.info("app_shutdown_triggered", how=triggered.how, detail=triggered.detail)
@@ -264,8 +266,8 @@ def _after_stop(registry: Registry | None, stopped: bool, deadline: Deadline, p:
     try:
         result = registry.after_stop(deadline)
     except AgentError as exc:
-        p.outcome, p.detail["error"] = "degraded", str(exc)
-        log.error("deregister_failed", error=str(exc))
+        p.outcome, p.detail["error"] = "degraded", describe_error(exc)
+        log.error("deregister_failed", error=describe_error(exc))
         return
     if result is None:
         p.outcome = "skipped"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from agent import logs
 from tests.fakes import FakeClock
 
 _APP_ENV_PREFIXES = ("PRESTOP_", "NACOS_", "SPRING_", "MANAGEMENT_", "EUREKA_")
@@ -29,6 +30,7 @@ def _fresh_logging() -> Iterator[None]:
     """Commands run in-process configure structlog for the whole process: undo it after."""
     yield
     structlog.reset_defaults()
+    logs.forget_secrets()
 
 
 @pytest.fixture(name="clock")
