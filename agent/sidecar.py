@@ -20,13 +20,13 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import httpx
 
 from agent.deadline import Clock, Deadline
 from agent.exceptions import AgentError
+from agent.httpserver import BoundedHTTPServer, Limits, Request, Response, Route
 from agent.logs import get_logger
 from agent.registry.eureka import EurekaRegistry
 from agent.registry.nacos import NacosRegistry
@@ -273,61 +273,54 @@ class Sidecar:
         return "\n".join(lines) + "\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def _send(self, status: int, body: Any, ctype: str = "application/json") -> None:
-        data = (body if isinstance(body, str) else json.dumps(body)).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _route(self) -> None:
-        sidecar = self.server.sidecar
-        path = self.path.split("?", 1)[0]
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        if path == "/healthz" and self.command == "GET":
-            self._send(200, {"status": "alive"})
-        elif path == "/readyz" and self.command == "GET":
-            ready, reasons = sidecar.readiness()
-            self._send(200 if ready else 503, {"ready": ready, "reasons": reasons})
-        elif path == "/metrics" and self.command == "GET":
-            self._send(200, sidecar.metrics(), "text/plain; version=0.0.4")
-        elif path == "/prestop" and self.command in ("GET", "POST"):
-            if not sidecar.authorized(self.headers.get(TOKEN_HEADER)):
-                log.warning("prestop_forbidden", client=self.client_address[0])
-                self._send(403, {"error": f"missing or wrong {TOKEN_HEADER} header"})
-                return
-            joined = sidecar.flight.started
-            outcome, error = sidecar.flight.run()
-            if outcome is None:
-                self._send(500, {"error": type(error).__name__ if error else "no outcome"})
-                return
-            self._send(200, {**outcome.summary(), "joined": joined})
-        else:
-            self._send(404, {"error": "not found"})
-
-    do_GET = do_POST = _route
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+def _json(status: int, body: Any) -> Response:
+    return Response(status, json.dumps(body).encode())
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    sidecar: Sidecar
+def make_server(
+    sidecar: Sidecar, host: str, port: int, limits: Limits | None = None
+) -> BoundedHTTPServer:
+    """The sidecar's HTTP server: route and token come from the request head, no body is read.
 
+    /healthz and /metrics are answered by the server's loop, /readyz by a small pool and an
+    authorised /prestop by its own threads, so neither idle nor slow nor unauthenticated clients
+    can hold what the hook call needs (see agent/httpserver.py for the limits).
+    """
+    server: BoundedHTTPServer
 
-def make_server(sidecar: Sidecar, host: str, port: int) -> _Server:
-    server = _Server((host, port), _Handler)
-    server.sidecar = sidecar
+    def healthz(_: Request) -> Response:
+        return _json(200, {"status": "alive"})
+
+    def readyz(_: Request) -> Response:
+        ready, reasons = sidecar.readiness()
+        return _json(200 if ready else 503, {"ready": ready, "reasons": reasons})
+
+    def metrics(_: Request) -> Response:
+        lines = ["# TYPE prestop_http_refused_total counter"]
+        for reason, count in sorted(server.refused_totals().items()):
+            lines.append(f'prestop_http_refused_total{{reason="{reason}"}} {count}')
+        text = sidecar.metrics() + "\n".join(lines) + "\n"
+        return Response(200, text.encode(), "text/plain; version=0.0.4")
+
+    def prestop(_: Request) -> Response:
+        joined = sidecar.flight.started
+        outcome, error = sidecar.flight.run()
+        if outcome is None:
+            return _json(500, {"error": type(error).__name__ if error else "no outcome"})
+        return _json(200, {**outcome.summary(), "joined": joined})
+
+    routes = {
+        "/healthz": Route(healthz),
+        "/metrics": Route(metrics),
+        "/readyz": Route(readyz, lane="pool"),
+        "/prestop": Route(
+            prestop,
+            methods=frozenset({"GET", "POST"}),
+            lane="own",
+            authorize=lambda r: sidecar.authorized(r.header(TOKEN_HEADER)),
+        ),
+    }
+    server = BoundedHTTPServer((host, port), routes, limits)
     return server
 
 
