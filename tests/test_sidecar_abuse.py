@@ -133,7 +133,11 @@ def fixture_served(tmp_path: Path) -> Iterator[Served]:
         "PRESTOP_SERVICE": "demo",
         "PRESTOP_IP": "127.0.0.1",
         "PRESTOP_PORT": str(_unused_port()),
+        # A short run that still holds a registry call, the minimum drain and the shutdown.
         "PRESTOP_BUDGET": "5",
+        "PRESTOP_HTTP_TIMEOUT": "1",
+        "PRESTOP_MIN_WAIT": "0.5",
+        "PRESTOP_SHUTDOWN_TIMEOUT": "3",
         "PRESTOP_TOKEN": TOKEN,
         "PRESTOP_LOG_TO_PID1": "false",
         "PRESTOP_LOG_FORMAT": "json",
