@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from agent.addresses import same_ip
 from agent.deadline import Clock, Deadline
 from agent.exceptions import AgentError
 from agent.logs import get_logger
@@ -116,7 +117,7 @@ class ConsumerView:
             if name.split("@@")[-1] != self.service or not isinstance(hosts, list):
                 continue
             for host in hosts:
-                if str(host.get("ip")) == self.ip and int(host.get("port", 0)) == self.port:
+                if same_ip(host.get("ip"), self.ip) and int(host.get("port", 0)) == self.port:
                     return host.get("enabled", True) is not False
             return False
         return None

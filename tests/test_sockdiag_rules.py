@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from agent.addresses import plain_address
 from agent.deadline import Deadline, SystemClock
 from agent.drain.signals import Reading, SignalUnavailable
-from agent.drain.sockdiag import CombinedSignal, Conn, KernelSocketSignal, plain_address
+from agent.drain.sockdiag import CombinedSignal, Conn, KernelSocketSignal
 
 
 def dl() -> Deadline:

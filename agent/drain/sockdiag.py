@@ -17,13 +17,13 @@ that opens, is served and closes between two reads is not seen; the Prometheus s
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from agent.addresses import plain_address
 from agent.deadline import Deadline
 from agent.drain.signals import Reading, SignalUnavailable
 
@@ -84,18 +84,6 @@ def _conn(record: Any) -> Conn:
         bytes_acked=field("tcpi_bytes_acked"),
         local=str(record["idiag_src"]),
     )
-
-
-def plain_address(addr: str) -> str:
-    """An IPv4-mapped IPv6 address as IPv4: a JVM's server sockets are IPv6 even for 127.0.0.1
-    (``::ffff:127.0.0.1``) while a Python client's are IPv4, and both ends must compare equal."""
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return addr
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
 
 
 def own_socket_inodes() -> set[int]:

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
+from agent.addresses import same_ip
 from agent.config import EurekaServer, EurekaSettings
 from agent.deadline import Clock, Deadline
 from agent.exceptions import (
@@ -205,7 +206,7 @@ class EurekaRegistry:
             except ValueError:
                 body = None
             for inst in instances_in(body):
-                if str(inst.get("ipAddr")) == s.ip and port_of(inst.get("port")) == s.port:
+                if same_ip(inst.get("ipAddr"), s.ip) and port_of(inst.get("port")) == s.port:
                     instance_id = inst.get("instanceId") or inst.get("hostName")
                     if instance_id:
                         found.append(str(instance_id))
@@ -240,7 +241,7 @@ class EurekaRegistry:
     def _is_us(self, instance: dict[str, Any], candidate: str) -> bool:
         if self._s.instance_id:
             return True  # configured explicitly: the id is the identity
-        return str(instance.get("ipAddr")) == self._s.ip and port_of(instance.get("port")) == (
+        return same_ip(instance.get("ipAddr"), self._s.ip) and port_of(instance.get("port")) == (
             self._s.port
         )
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from agent.addresses import same_ip
 from agent.config import NacosSettings
 from agent.consumers import Subscriber
 from agent.deadline import Clock, Deadline
@@ -269,6 +270,9 @@ class NacosRegistry:
     def __init__(self, settings: NacosSettings, http: NacosHttp) -> None:
         self._s = settings
         self._http = http
+        # The IP as the registry spells it, when that differs from ours (IPv6: fd00::1 is
+        # fd00:0:0:0:0:0:0:1 when Java registered it).
+        self._registered_ip: str | None = None
 
     # --- parameters ---
 
@@ -278,10 +282,12 @@ class NacosRegistry:
 
     def _ids(self) -> dict[str, Any]:
         s = self._s
-        return {**self._service_params(), "clusterName": s.cluster, "ip": s.ip, "port": s.port}
+        # Nacos looks an instance up by the exact text it was registered with.
+        ip = self._registered_ip or s.ip
+        return {**self._service_params(), "clusterName": s.cluster, "ip": ip, "port": s.port}
 
     def _is_us(self, host: dict[str, Any]) -> bool:
-        return str(host.get("ip")) == self._s.ip and _int(host.get("port")) == self._s.port
+        return same_ip(host.get("ip"), self._s.ip) and _int(host.get("port")) == self._s.port
 
     # --- reads ---
 
@@ -298,6 +304,35 @@ class NacosRegistry:
 
     def get_instance(self, deadline: Deadline) -> InstanceState | None:
         """The admin view of our instance, or None when it is not registered."""
+        state = self._detail(deadline)
+        if state is None and self._registered_ip is None and ":" in self._s.ip:
+            spelled = self._registered_spelling(deadline)
+            if spelled is not None and spelled != self._s.ip:
+                self._registered_ip = spelled
+                state = self._detail(deadline)
+        return state
+
+    def _registered_spelling(self, deadline: Deadline) -> str | None:
+        """Our IP as the admin list spells it (found by value, disabled ones too), or None."""
+        server = self._http.detect(deadline)
+        if server.major >= 3:
+            path, key = "/v3/admin/ns/instance/list", "data"
+            params: dict[str, Any] = self._service_params()
+        else:
+            path, key = "/v1/ns/catalog/instances", "list"
+            params = {**self._service_params(), "clusterName": self._s.cluster}
+            params |= {"pageNo": 1, "pageSize": 1000}
+        try:
+            body = json_of(self._http.request("GET", path, deadline, params=params))
+        except (ValueError, RegistryError):
+            return None
+        hosts = body.get(key) if isinstance(body, dict) else None
+        for host in hosts if isinstance(hosts, list) else []:
+            if isinstance(host, dict) and self._is_us(host):
+                return str(host.get("ip"))
+        return None
+
+    def _detail(self, deadline: Deadline) -> InstanceState | None:
         server = self._http.detect(deadline)
         if server.major >= 3:
             r = self._http.request("GET", "/v3/admin/ns/instance", deadline, params=self._ids())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypedDict
@@ -211,3 +212,19 @@ def test_all_addresses_down(http: httpx.Client) -> None:
     reg = registry(http, settings("127.0.0.1:1", "127.0.0.1:2"))
     with pytest.raises(RegistryUnavailable):
         reg.take_out(deadline(2))
+
+
+@pytest.mark.parametrize("flavour", ["2.x", "3.x"])
+def test_ipv6_pod_ip_matches_the_registered_spelling(http: httpx.Client, flavour: Flavour) -> None:
+    """Kubernetes says fd00::1; a Java app registers fd00:0:0:0:0:0:0:1. Same instance: the
+    agent finds it by value and writes with the registry's own spelling."""
+    kw: Options = {"admin_auth_enabled": False} if flavour == "3.x" else {}
+    with emulator(flavour, **kw) as nacos:
+        nacos.register(SERVICE, "fd00:0:0:0:0:0:0:1", PORT, weight=3.0, metadata=dict(META))
+        time.sleep(PUSHED)  # reads lag writes by the push delay
+        s = dataclasses.replace(settings(nacos.addr), ip="fd00::1")
+        result = registry(http, s).take_out(deadline())
+        assert result.before.ip == "fd00:0:0:0:0:0:0:1"
+        time.sleep(PUSHED)
+        (inst,) = nacos.admin_view(SERVICE)
+        assert (inst["ip"], inst["enabled"], inst["weight"]) == ("fd00:0:0:0:0:0:0:1", False, 3.0)
