@@ -164,7 +164,39 @@ def _check_budget(cfg: Any) -> None:
         _fail_config(exc)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _PluginGroup(click.Group):
+    """Commands of other distributions (the lab's ``prestop lab``), loaded only when invoked.
+
+    The agent never imports them by name: its wheel, images and binary carry none of their
+    code, and ``drain`` or ``serve`` never pay for importing them.
+    """
+
+    @staticmethod
+    def _plugins() -> dict[str, Any]:
+        from importlib.metadata import entry_points
+
+        return {e.name: e for e in entry_points(group="prestop.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        entry = None if command is not None else self._plugins().get(cmd_name)
+        if entry is None:
+            return command
+        try:
+            loaded = entry.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the agent
+            click.echo(f"prestop: warning: plugin {cmd_name!r} not loaded: {exc}", err=True)
+            return None
+        return loaded if isinstance(loaded, click.Command) else None
+
+
+@click.group(
+    cls=_PluginGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", "-V", prog_name="prestop")
 def cli() -> None:
     """Take a pod's instance out of Nacos, drain it, then stop the app: zero lost requests."""
@@ -451,26 +483,6 @@ def install_cmd(dest: Path) -> None:
     installed = install(dest)
     click.echo(json.dumps({"event": "installed", "path": str(installed)}))
     sys.exit(EXIT_OK)
-
-
-def _register_plugins() -> None:
-    """Add the commands other distributions offer (the lab's ``prestop lab``), if installed.
-
-    The agent never imports them by name: its wheel, images and binary carry none of their code.
-    """
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group="prestop.commands"):
-        try:
-            command = entry.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the agent
-            click.echo(f"prestop: warning: plugin {entry.name!r} not loaded: {exc}", err=True)
-            continue
-        if isinstance(command, click.Command):
-            cli.add_command(command, name=entry.name)
-
-
-_register_plugins()
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
