@@ -15,6 +15,7 @@ from typing import Literal
 import httpx
 
 from agent.config import Config
+from agent.consumers import ConsumerTracker
 from agent.deadline import Deadline
 from agent.drain.policy import adaptive_window
 from agent.drain.signals import SignalUnavailable, TrafficSignal
@@ -294,6 +295,16 @@ def _shutdown_finding(
         "enabled=true (Boot 3.4+: management.endpoint.shutdown.access=unrestricted) and add "
         "shutdown to management.endpoints.web.exposure.include, or use --shutdown signal",
     )
+
+
+def consumer_findings(tracker: ConsumerTracker | None, deadline: Deadline) -> list[Finding]:
+    """One finding per subscriber: reachable, nacosdiscovery view readable, cache exposed."""
+    if tracker is None:
+        return []
+    return [
+        Finding("consumer", level, f"{name}: {message}")
+        for name, level, message in tracker.probe(deadline)
+    ]
 
 
 def exit_code(findings: Iterable[Finding]) -> int:

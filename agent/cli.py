@@ -115,9 +115,17 @@ def drain_options(fn: F) -> F:
         _opt("requests_metric", "Prometheus counter of served requests (Spring Boot's name)."),
         _opt("in_flight_metric", "Prometheus gauge of requests in flight (Spring Boot's name)."),
         _opt(
-            "consumer_port",
-            "Poll each subscriber's /actuator/nacosdiscovery on this management port ('auto': "
-            "the port the registry reports) and log when each consumer let go. Default off.",
+            "consumer_actuator",
+            "Tell the consumers (Nacos): each subscriber's actuator as a URL template, e.g. "
+            "http://{ip}:8081/actuator ({port}: the port the registry reports). Once its "
+            "nacosdiscovery view drops us, its load-balancer cache is evicted; when every "
+            "subscriber let go the drain ends as soon as nothing is in flight. Default off.",
+        ),
+        _opt("consumer_port", "Shorthand: --consumer-actuator http://{ip}:PORT/actuator."),
+        _opt("consumer_auth_file", "File holding user:password for the consumers' actuators."),
+        _opt(
+            "consumer_settle",
+            "Seconds after every consumer let go, for requests already on the wire (0.2).",
         ),
         click.option(
             "--dry-run/--no-dry-run",
@@ -446,6 +454,12 @@ def check(as_json: bool, **flags: Any) -> None:
     try:
         registry = wiring.registry_for(cfg, registry_http, clock)
         findings += checks.registry_findings(registry, deadline)
+        tracker = wiring.consumer_tracker(cfg, registry)
+        try:
+            findings += checks.consumer_findings(tracker, deadline)
+        finally:
+            if tracker is not None:
+                tracker.http.close()
         findings += checks.app_findings(
             cfg, app_http, deadline, wiring.check_signals(cfg, app_http), find_pids
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from agent.consumers import ConsumerSettings
 from agent.exceptions import ConfigError
 from agent.logs import register_secret
 
@@ -101,6 +102,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("requests_metric"),
     Option("in_flight_metric"),
     Option("consumer_port"),
+    Option("consumer_actuator"),
+    Option("consumer_auth_file"),
+    Option("consumer_settle"),
     Option("listen"),
     Option("token_file"),
     Option("health_url"),
@@ -225,7 +229,7 @@ class Config:
     signals: tuple[str, ...] = ("auto",)
     requests_metric: str = "http_server_requests_seconds_count"
     in_flight_metric: str = "http_server_requests_active_seconds_active_count"
-    consumer_port: int | None = None  # 0: the port the registry reports; None: off
+    consumers: ConsumerSettings | None = None  # None: consumers are not told
     grace: float | None = None  # the pod's terminationGracePeriodSeconds, for `prestop check`
     consumer_staleness: float | None = None  # None: the registry's typical worst case
     dry_run: bool = False
@@ -744,7 +748,7 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
         in_flight_metric=_metric(
             "in_flight_metric", r("in_flight_metric"), Config.in_flight_metric
         ),
-        consumer_port=_consumer_port(r("consumer_port")),
+        consumers=_consumers(r),
         dry_run=_bool("dry_run", r("dry_run"), False),
         grace=None if r("grace") is None else _number("grace", r("grace"), 30.0),
         consumer_staleness=None
@@ -801,12 +805,55 @@ def _metric(opt: str, r: Resolved | None, default: str) -> str:
     return r.value
 
 
-def _consumer_port(r: Resolved | None) -> int | None:
-    if r is None or r.value.lower() in ("off", "none", "false"):
+def _consumers(r: Callable[[str], Resolved | None]) -> ConsumerSettings | None:
+    """Where subscribers' actuators are: --consumer-actuator, or --consumer-port as shorthand."""
+    actuator_r, port_r = r("consumer_actuator"), r("consumer_port")
+    template: str | None = None
+    if actuator_r is not None and actuator_r.value.lower() not in ("off", "none", "false", ""):
+        template = _actuator_template(actuator_r)
+    elif port_r is not None and port_r.value.lower() not in ("off", "none", "false", ""):
+        port = "{port}" if port_r.value.lower() == "auto" else _port("consumer_port", port_r, 0)
+        template = f"http://{{ip}}:{port}/actuator"
+    if template is None:
         return None
-    if r.value.lower() == "auto":
-        return 0
-    return _port("consumer_port", r, 0)
+    auth: tuple[str, str] | None = None
+    auth_r = r("consumer_auth_file")
+    if auth_r is not None:
+        user, sep, password = _read_password_file(auth_r, "consumer_auth_file").partition(":")
+        if not sep or not user:
+            raise _fail(
+                "consumer_auth_file", auth_r, "is not user:password", "write user:password in it"
+            )
+        register_secret(password)
+        auth = (user, password)
+    settle = _number("consumer_settle", r("consumer_settle"), 0.2)
+    return ConsumerSettings(actuator=template, auth=auth, settle=settle)
+
+
+def _actuator_template(r: Resolved) -> str:
+    """A URL with {ip} (and maybe {port}) placeholders, checked with sample values."""
+    if "{ip}" not in r.value:
+        raise _fail(
+            "consumer_actuator",
+            r,
+            "has no {ip}",
+            "give a template like http://{ip}:8081/actuator",
+        )
+    sample = r.value.replace("{ip}", "10.0.0.1").replace("{port}", "8080")
+    if "{" in sample or "}" in sample:
+        raise _fail(
+            "consumer_actuator", r, "has an unknown placeholder", "use only {ip} and {port}"
+        )
+    try:
+        _url("consumer_actuator", Resolved(sample, r.source))
+    except ConfigError:
+        raise _fail(
+            "consumer_actuator",
+            r,
+            "is not an http(s) URL template",
+            "give one like http://{ip}:8081/actuator",
+        ) from None
+    return r.value.rstrip("/")
 
 
 def _ordered_pair(

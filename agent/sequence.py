@@ -1,7 +1,8 @@
 """The shutdown sequence, read top to bottom like the runbook.
 
-take the instance out → confirm consumers no longer see it → wait for traffic to drain →
-ask the app to stop → confirm it stopped. One Deadline bounds everything. The registry steps
+take the instance out → confirm consumers no longer see it → wait for traffic to drain (and,
+when configured, tell each consumer to let go; see :mod:`agent.consumers`) → ask the app to
+stop → confirm it stopped. One Deadline bounds everything. The registry steps
 fail open: whatever happens there, the app is still drained and stopped (exit 3, degraded).
 
 Every phase is a bulkhead: any ``Exception`` raised inside one (not only the agent's own) is
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.consumers import ConsumerView
+from agent.consumers import ConsumerTracker
 from agent.deadline import Clock, Deadline
 from agent.drain.policy import DrainConfig
 from agent.drain.signals import TrafficSignal
@@ -106,7 +107,7 @@ class Deps:
     clock: Clock
     app_host: str = "127.0.0.1"
     app_port: int = 8080
-    consumers: ConsumerView | None = None
+    consumers: ConsumerTracker | None = None
 
 
 def run_drain(deps: Deps, plan: Plan) -> Outcome:
@@ -141,7 +142,7 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
             before_shutdown,
             clock,
             baseline=baseline,
-            on_tick=deps.consumers.poll if deps.consumers is not None else None,
+            consumers=deps.consumers if taken_out else None,
         )
         # Running out of time is reported but not "degraded": exit 3 means the registry failed.
         p.outcome = "ok" if result.drained else "timeout"
@@ -155,7 +156,7 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
             quiet_window_s=None if result.quiet_window is None else round(result.quiet_window, 3),
             signal=deps.signal.name if deps.signal is not None else None,
         )
-        if deps.consumers is not None:
+        if deps.consumers is not None and taken_out:
             p.detail["consumers"] = deps.consumers.summary()
 
     with _phase(outcome, "shutdown", clock) as p:

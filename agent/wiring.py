@@ -6,7 +6,7 @@ import httpx
 
 from agent import __version__
 from agent.config import Config, NacosSettings, SidecarSettings
-from agent.consumers import ConsumerView
+from agent.consumers import ConsumerTracker
 from agent.deadline import Clock, SystemClock
 from agent.drain.policy import DrainConfig
 from agent.drain.signals import (
@@ -16,6 +16,7 @@ from agent.drain.signals import (
     TrafficSignal,
 )
 from agent.drain.sockdiag import CombinedSignal, KernelSocketSignal
+from agent.logs import get_logger
 from agent.registry.eureka import EurekaRegistry
 from agent.registry.nacos import NacosHttp, NacosRegistry
 from agent.sequence import Deps, Plan, run_drain
@@ -23,6 +24,7 @@ from agent.shutdown import ActuatorShutdown, NoShutdown, ShutdownAction, SignalS
 from agent.sidecar import Sidecar, WarmupConfig
 
 USER_AGENT = f"prestop-agent/{__version__}"
+log = get_logger()
 
 
 def http_client(*, tls: bool = True) -> httpx.Client:
@@ -111,6 +113,29 @@ def check_signals(config: Config, http: httpx.Client) -> list[TrafficSignal]:
     return out
 
 
+def consumer_tracker(
+    config: Config, registry: NacosRegistry | EurekaRegistry, clock: Clock | None = None
+) -> ConsumerTracker | None:
+    """The consumers to tell, when configured (Nacos only); its HTTP client is its own."""
+    if config.consumers is None:
+        return None
+    if not isinstance(registry, NacosRegistry):
+        # Eureka lists no subscribers, and its clients' own 30 s fetch sits under the
+        # load-balancer cache: evicting that cache alone cannot end a drain early.
+        log.warning("consumer_notify_unsupported", registry=registry.name)
+        return None
+    return ConsumerTracker(
+        source=registry,
+        settings=config.consumers,
+        http=http_client(tls=config.consumers.actuator.startswith("https")),
+        clock=clock or SystemClock(),
+        ip=config.ip,
+        port=config.port,
+        service=config.service,
+        http_timeout=config.http_timeout,
+    )
+
+
 def drain_config(config: Config) -> DrainConfig:
     return DrainConfig(
         min_wait=config.min_wait,
@@ -120,6 +145,7 @@ def drain_config(config: Config) -> DrainConfig:
         confidence=config.confidence,
         quiet_floor=config.quiet_floor,
         quiet_cap=config.quiet_cap,
+        settle=config.consumers.settle if config.consumers is not None else 0.2,
     )
 
 
@@ -140,23 +166,17 @@ def build(config: Config, clock: Clock | None = None) -> tuple[Deps, Plan, list[
         app_host="127.0.0.1",
         app_port=config.port,
     )
-    if config.consumer_port is not None and isinstance(registry, NacosRegistry):
-        deps.consumers = ConsumerView(
-            source=registry,
-            http=app_http,
-            clock=clock,
-            ip=config.ip,
-            port=config.port,
-            service=config.service,
-            management_port=config.consumer_port or None,
-        )
+    deps.consumers = consumer_tracker(config, registry, clock)
+    clients = [registry_http, app_http]
+    if deps.consumers is not None:
+        clients.append(deps.consumers.http)
     plan = Plan(
         budget=config.budget,
         drain=drain_config(config),
         confirm_timeout=config.confirm_timeout,
         shutdown_timeout=config.shutdown_timeout,
     )
-    return deps, plan, [registry_http, app_http]
+    return deps, plan, clients
 
 
 def build_sidecar(config: Config, side: SidecarSettings, clock: Clock | None = None) -> Sidecar:

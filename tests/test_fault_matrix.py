@@ -255,6 +255,14 @@ class ExplodingConsumers:
     def poll(self, deadline: Deadline) -> None:
         raise Boom("consumer view")
 
+    @property
+    def knowledge_at(self) -> float | None:
+        raise Boom("consumer knowledge")
+
+    @property
+    def forced_fallback(self) -> list[str]:
+        raise Boom("consumer fallback")
+
     def summary(self) -> dict[str, Any]:
         return {"rate": math.nan}
 

@@ -5,6 +5,10 @@ and sleeps as told. The rule (Dubbo's quiet period, made explicit and bounded):
 
 * drained when the registry change is settled, ``min_wait`` has passed since the drain began,
   nothing is in flight, and no new request has arrived for the quiet window;
+* or, sooner, on knowledge: every subscriber has let go of us (``knowledge_at``, see
+  :mod:`agent.consumers`), then ``settle`` seconds passed with nothing new arriving and nothing
+  in flight. A request counted after that settle means someone the registry did not list still
+  routes to us: the knowledge is void and the quiet window rules again;
 * give up at ``max_wait`` after the start or at the deadline, whichever is first;
 * with no usable traffic signal at all, wait until that cap (we cannot know better).
 """
@@ -25,6 +29,7 @@ class DrainConfig:
     confidence: float = 0.001  # accepted chance that the silence was luck
     quiet_floor: float = 0.3
     quiet_cap: float = 30.0
+    settle: float = 0.2  # after every consumer let go: for requests already on the wire
 
 
 def adaptive_window(rate: float | None, config: DrainConfig) -> float:
@@ -74,6 +79,9 @@ class DrainState:
     requests_seen: float = 0.0  # requests counted since the drain began
     quiet_window: float = 3.0  # from the rate before the take-out
     activity: tuple[tuple[float, float], ...] = ()  # recent (at, requests_seen) with new traffic
+    knowledge_at: float | None = None  # when every consumer had let go of us
+    settle: float = 0.2  # DrainConfig.settle, kept here for observe()
+    contradicted: bool = False  # traffic arrived after that: someone unlisted routes to us
 
     @classmethod
     def begin(
@@ -104,9 +112,14 @@ def observe(state: DrainState, sample: Sample | None, now: float) -> DrainState:
                 quiet_since=sample.at,
                 requests_seen=seen,
                 activity=(*state.activity, (sample.at, seen))[-RECENT_ACTIVITY:],
+                contradicted=state.contradicted or _after_settle(state, sample.at),
             )
         new = replace(new, last_requests=sample.requests)
     return new
+
+
+def _after_settle(state: DrainState, at: float) -> bool:
+    return state.knowledge_at is not None and at > state.knowledge_at + state.settle
 
 
 RECENT_ACTIVITY = 16
@@ -166,6 +179,14 @@ def decide(config: DrainConfig, state: DrainState, now: float) -> Decision:
     # Elapsed time first, then the comparison: `since + window - now` can round to 0 a few
     # ulps before the window has really passed.
     min_until = config.min_wait - (now - state.started)
+    if state.knowledge_at is not None and not state.contradicted:
+        # Every consumer let go: only requests already on the wire can still come.
+        settled_at = max(state.knowledge_at, state.quiet_since)
+        settle_until = config.settle - (now - settled_at)
+        if min_until <= 0 and settle_until <= 0:
+            return Decision("drained", "consumers_let_go")
+        reason = "min_wait" if min_until > settle_until else "settle"
+        return Decision("wait", reason, max(0.0, min(poll, max(min_until, settle_until))))
     quiet_until = quiet_window(config, state) - (now - state.quiet_since)
     if state.last_requests is None:
         quiet_until = 0.0  # only in-flight is known: quiet means nothing in flight

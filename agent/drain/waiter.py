@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from agent.deadline import Clock, Deadline
 from agent.drain.policy import (
@@ -34,6 +35,18 @@ class DrainResult:
     failed_samples: int
     rate_before: float | None = None
     quiet_window: float | None = None
+
+
+class Knowledge(Protocol):
+    """What the consumers themselves say (see :class:`agent.consumers.ConsumerTracker`)."""
+
+    @property
+    def knowledge_at(self) -> float | None: ...
+
+    @property
+    def forced_fallback(self) -> list[str]: ...
+
+    def poll(self, deadline: Deadline) -> None: ...
 
 
 MIN_RATE_SPAN = 0.2  # seconds; a shorter baseline says nothing about the rate
@@ -91,6 +104,15 @@ def _too_close(baseline: Sample | None, sample: Sample | None) -> bool:
     return baseline is not None and sample is not None and sample.at - baseline.at < MIN_RATE_SPAN
 
 
+def _forced_by(consumers: Knowledge, state: DrainState) -> list[str]:
+    if state.contradicted:
+        return ["requests arrived after every listed consumer let go"]
+    try:
+        return consumers.forced_fallback
+    except Exception as exc:  # noqa: BLE001 - only a log line's detail
+        return [f"unknown ({type(exc).__name__})"]
+
+
 def wait_for_drain(
     signal: TrafficSignal | None,
     config: DrainConfig,
@@ -98,7 +120,7 @@ def wait_for_drain(
     clock: Clock,
     *,
     baseline: Sample | None = None,
-    on_tick: Callable[[Deadline], None] | None = None,
+    consumers: Knowledge | None = None,
 ) -> DrainResult:
     """Sample until the policy says drained or give up; never past ``deadline``.
 
@@ -107,10 +129,12 @@ def wait_for_drain(
     """
     start = clock.now()
     state = DrainState.begin(start, deadline.at, quiet_window=adaptive_window(None, config))
+    state = replace(state, settle=config.settle)
     rate: float | None = None
     pending = True  # the rate before the take-out is still to be measured
     last_reason = ""
     warned: list[bool] = []  # warn about an unreadable signal once per drain
+    contradiction_logged = False
 
     def failed(exc: SignalUnavailable) -> None:
         if not warned and signal is not None:
@@ -134,9 +158,22 @@ def wait_for_drain(
                     quiet_window_s=round(state.quiet_window, 3),
                     adaptive=config.quiet_window is None,
                 )
+        if consumers is not None and state.knowledge_at is None:
+            knowledge: float | None = None
+            try:
+                consumers.poll(deadline)
+                knowledge = consumers.knowledge_at
+            except Exception as exc:  # noqa: BLE001 - consumers' news must never end the drain
+                log.warning("consumers_poll_failed", error_type=type(exc).__name__)
+            state = replace(state, knowledge_at=knowledge)
+        if state.contradicted and not contradiction_logged:
+            log.warning("consumers_knowledge_contradicted", requests_seen=state.requests_seen)
+            contradiction_logged = True
         now = clock.now()
         decision: Decision = decide(config, state, now)
         if decision.action != "wait":
+            if consumers is not None and decision.reason == "quiet":
+                log.info("drain_fallback_quiet_window", forced_by=_forced_by(consumers, state))
             return DrainResult(
                 drained=decision.action == "drained",
                 reason=decision.reason,
@@ -147,11 +184,6 @@ def wait_for_drain(
                 rate_before=rate,
                 quiet_window=quiet_window(config, state),
             )
-        if on_tick is not None:
-            try:
-                on_tick(deadline)
-            except Exception as exc:  # noqa: BLE001 - an observer must never end the drain
-                log.warning("drain_tick_failed", error_type=type(exc).__name__)
         if decision.reason != last_reason:
             log.info("drain_waiting", reason=decision.reason, in_flight=state.in_flight)
             last_reason = decision.reason

@@ -47,6 +47,7 @@ log = get_logger()
 _FAILOVER_STATUSES = frozenset({502, 503, 504})
 _TOKEN_REFRESH_MARGIN = 0.9  # log in again after 90 % of tokenTtl
 _BODY_SNIPPET = 200
+SUBSCRIBER_PAGE = 500  # one page; a longer list is refused rather than read in part
 
 
 def _snippet(response: httpx.Response) -> str:
@@ -404,30 +405,55 @@ class NacosRegistry:
                 return True
         return False
 
-    def subscribers(self, deadline: Deadline) -> list[Subscriber]:
-        """Clients subscribed to the service (2.2+: v2 API; 3.x: v3 admin API; 1.x: none)."""
+    def subscribers(self, deadline: Deadline) -> list[Subscriber] | None:
+        """Every client subscribed to the service, cluster-wide; None: this server cannot say.
+
+        The per-node client lists (2.x ``/v2/ns/client/service/subscriber/list``, 3.x
+        ``/v3/admin/ns/client/...``) show only the clients connected to the node asked, so on
+        a cluster they miss most consumers. These ask every member (``aggregation=true``).
+        """
         server = self._http.detect(deadline)
-        params = self._service_params()
+        s = self._s
         if server.major >= 3:
-            path = "/v3/admin/ns/client/service/subscriber/list"
+            path, key = "/v3/admin/ns/service/subscribers", "pageItems"
+            params: dict[str, Any] = {**self._service_params(), "pageSize": SUBSCRIBER_PAGE}
         elif server.major == 2:
-            path = "/v2/ns/client/service/subscriber/list"
+            path, key = "/v1/ns/service/subscribers", "subscribers"
+            # This v1 endpoint matches the grouped name; it has no groupName parameter.
+            params = {"namespaceId": s.namespace, "serviceName": f"{s.group}@@{s.service}"}
+            params["pageSize"] = SUBSCRIBER_PAGE
         else:
-            return []
+            return None  # 1.x lists UDP push targets only per node, and no gRPC clients
+        params |= {"pageNo": 1, "aggregation": "true"}
         r = self._http.request("GET", path, deadline, params=params)
-        if r.status_code in (404, 410, 501):
-            return []  # 2.0/2.1 have no such API
+        if r.status_code in (404, 405, 410, 501):
+            return None
         body = self._ok_json(r, f"GET {path}")
+        page = body.get("data") if server.major >= 3 and isinstance(body, dict) else body
+        items = page.get(key) if isinstance(page, dict) else None
+        if not isinstance(items, list):
+            raise RegistryError(f"GET {path}: no {key} list in the answer")
+        total = page.get("totalCount", page.get("count")) if isinstance(page, dict) else None
+        if isinstance(total, int) and total > len(items):
+            # More than one page: the list would be incomplete, and knowledge must be whole.
+            raise RegistryError(f"GET {path}: {total} subscribers, more than one page")
         out: list[Subscriber] = []
-        items = body.get("data") if isinstance(body, dict) else None
-        for item in items if isinstance(items, list) else []:
+        for item in items:
             if not isinstance(item, dict):
                 continue
             ip, port = item.get("ip"), item.get("port")
-            if ip is None and isinstance(item.get("address"), str):
-                ip, _, port = str(item["address"]).rpartition(":")
+            if not ip and isinstance(item.get("address") or item.get("addrStr"), str):
+                ip, _, port = str(item.get("address") or item.get("addrStr")).rpartition(":")
             if ip:
-                out.append(Subscriber(str(item.get("clientId", "")), str(ip), _int(port) or 0))
+                agent = item.get("agent")
+                out.append(
+                    Subscriber(
+                        str(item.get("clientId", "")),
+                        str(ip),
+                        _int(port) or 0,
+                        agent if isinstance(agent, str) else "",
+                    )
+                )
         return out
 
     def status(self, deadline: Deadline) -> dict[str, Any]:
