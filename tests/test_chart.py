@@ -295,6 +295,49 @@ def test_agent_command_lines_are_accepted_by_the_cli(helm: Path, mode: str, regi
     assert runs == 1
 
 
+EXTRAS = (
+    "--set-json",
+    'app.env=[{"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx512m"}]',
+    "--set-json",
+    'agent.env=[{"name": "PRESTOP_CONSUMER_STALENESS", "value": "20"}]',
+    "--set-json",
+    'agent.args=["--log-level", "debug"]',
+    "--set-json",
+    'app.volumeMounts=[{"name": "config", "mountPath": "/config"}]',
+    "--set-json",
+    'app.volumes=[{"name": "config", "configMap": {"name": "orders-config"}}]',
+    "--set",
+    "registry.nacos.namespace=prod,registry.nacos.group=SHOP,registry.nacos.credentialsSecret=",
+)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_optional_values_render_valid_and_reach_the_agent(
+    helm: Path, mode: str, yamllint_config: YamlLintConfig
+) -> None:
+    """Extra env, args, volumes and Nacos settings land where they belong, still valid."""
+    text = template(helm, "--set", f"mode={mode}", *EXTRAS)
+    assert list(linter.run(text, yamllint_config)) == []
+    docs = documents(text)
+    for doc in docs:
+        kubernetes_validate.validate(doc, NEWEST, strict=True)
+    deployment = by_kind(docs)["Deployment"]
+    app = app_container(deployment)
+    assert env_value(app, "JAVA_TOOL_OPTIONS") == "-Xmx512m"
+    assert {"name": "config", "mountPath": "/config"} in app["volumeMounts"]
+    ((container, argv),) = _exec_prestops(deployment) + _serve_sidecars(deployment)
+    assert argv[-2:] == ["--log-level", "debug"]
+    env = _pod_env(container)
+    assert env["PRESTOP_CONSUMER_STALENESS"] == "20"
+    assert env["SPRING_CLOUD_NACOS_DISCOVERY_NAMESPACE"] == "prod"
+    assert env["SPRING_CLOUD_NACOS_DISCOVERY_GROUP"] == "SHOP"
+    assert "NACOS_PASSWORD" not in env  # no credentialsSecret: no auth
+    cfg = config.load({}, env)
+    assert cfg.consumer_staleness == 20.0
+    assert cfg.nacos is not None
+    assert (cfg.nacos.namespace, cfg.nacos.group) == ("prod", "SHOP")
+
+
 # ---------------------------------------------------------------------------------------------
 # budget and grace period
 
