@@ -1,7 +1,12 @@
-"""The manifests in examples/: lint-clean, valid Kubernetes, and consistent with the agent's CLI."""
+"""The manifests in examples/: lint-clean, valid Kubernetes, and consistent with the agent's CLI.
+
+They are the Helm chart's renderings (deploy/render-examples.sh); tests/test_chart.py checks that
+they are current and covers the mode x registry combinations they leave out.
+"""
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +24,8 @@ from agent.cli import cli
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MANIFESTS = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.startswith("."))
-YAML_FILES = [*MANIFESTS, EXAMPLES / "application.yml", EXAMPLES / ".yamllint.yaml"]
+VALUES = sorted((EXAMPLES / "values").glob("*.yaml"))
+YAML_FILES = [*MANIFESTS, *VALUES, EXAMPLES / "application.yml", EXAMPLES / ".yamllint.yaml"]
 
 NEWEST = "1.37"  # the newest schemas kubernetes-validate 1.37.0 bundles
 # Oldest Kubernetes each example supports. 1.25 is the oldest schema kubernetes-validate bundles;
@@ -134,7 +140,7 @@ def yamllint_config() -> YamlLintConfig:
     return YamlLintConfig(file=str(EXAMPLES / ".yamllint.yaml"))
 
 
-@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(EXAMPLES)))
 def test_yamllint_strict_clean(path: Path, yamllint_config: YamlLintConfig) -> None:
     """`yamllint -s`: no errors and no warnings (duplicate keys, indentation, syntax)."""
     problems = list(linter.run(path.read_text(), yamllint_config, str(path)))
@@ -174,7 +180,7 @@ def test_manifest_is_valid_kubernetes(path: Path, version: str) -> None:
 
 def test_native_sidecar_needs_1_29() -> None:
     """The native sidecar example's minimum version is real: 1.27 has no container restartPolicy."""
-    (doc,) = _documents(EXAMPLES / "d-native-sidecar.yaml")
+    doc = DEPLOYMENTS["d-native-sidecar.yaml"]
     with pytest.raises(kubernetes_validate.ValidationError, match="restartPolicy"):
         kubernetes_validate.validate(doc, "1.27", strict=True)
 
@@ -288,9 +294,14 @@ def test_hook_targets_the_sidecar(name: str) -> None:
     assert (hook["port"], hook["path"]) == (port, "/prestop")
     assert app["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
     assert sidecar["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
-    secrets = {d["metadata"]["name"]: d for d in _documents(EXAMPLES / "secret.yaml")}
+    # The chart renders the token Secret beside the Deployment, from the same value.
+    secrets = {
+        d["metadata"]["name"]: d for d in _documents(EXAMPLES / name) if d["kind"] == "Secret"
+    }
+    ref = {v["name"]: v for v in sidecar["env"]}["PRESTOP_TOKEN"]["valueFrom"]["secretKeyRef"]
+    token = base64.b64decode(secrets[ref["name"]]["data"][ref["key"]]).decode()
     headers = {h["name"]: h["value"] for h in hook["httpHeaders"]}
-    assert headers["X-Prestop-Token"] == secrets["prestop-token"]["stringData"]["token"]
+    assert headers["X-Prestop-Token"] == token
 
 
 def test_init_container_install_subcommand() -> None:
