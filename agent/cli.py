@@ -127,6 +127,11 @@ def drain_options(fn: F) -> F:
             "consumer_settle",
             "Seconds after every consumer let go, for requests already on the wire (0.2).",
         ),
+        _opt(
+            "consumer_staleness",
+            "Seconds a consumer may still route to the instance after the take-out, for the "
+            "budget arithmetic (default: Nacos 35.5, Eureka 95).",
+        ),
         click.option(
             "--dry-run/--no-dry-run",
             "dry_run",
@@ -137,6 +142,39 @@ def drain_options(fn: F) -> F:
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def json_option(fn: F) -> F:
+    option = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        default=False,
+        help="Print one JSON object on stdout (the default when stdout is not a terminal).",
+    )
+    return option(fn)
+
+
+def _print(text: str) -> None:
+    """stdout for people or scripts; a secret a server echoed back is masked as in the logs."""
+    from agent.logs import redact
+
+    click.echo(redact(text))
+
+
+def _wants_json(as_json: bool) -> bool:
+    from agent.render import stdout_is_terminal
+
+    return as_json or not stdout_is_terminal()
+
+
+def _warn_budget(cfg: Any, log: Any) -> None:
+    """The start-up warning when --budget is shorter than `prestop check`'s arithmetic."""
+    from agent.render import budget_below_plan
+
+    short = budget_below_plan(cfg)
+    if short is not None:
+        log.warning("budget_below_plan", **short)
 
 
 def _fail_config(exc: ConfigError) -> NoReturn:
@@ -213,7 +251,8 @@ def cli() -> None:
 @cli.command()
 @registry_options
 @drain_options
-def drain(**flags: Any) -> None:
+@json_option
+def drain(as_json: bool, **flags: Any) -> None:
     """The preStop sequence: take out, confirm, drain, shut the app down (exit 0/2/3)."""
     from agent import wiring
     from agent.logs import get_logger
@@ -223,27 +262,9 @@ def drain(**flags: Any) -> None:
     _check_budget(cfg)
     log = get_logger(command="drain", instance=cfg.instance, service=cfg.service)
     log.info("config_loaded", **cfg.redacted())
+    _warn_budget(cfg, log)
     if cfg.dry_run:
-        log.info(
-            "dry_run_plan",
-            steps=[
-                _take_out_plan(cfg),
-                "confirm consumers' instance list no longer has it",
-                f"drain: sample {cfg.metrics_url} until quiet for "
-                + (
-                    f"{cfg.quiet_window:g}s "
-                    if cfg.quiet_window is not None
-                    else f"ln(1/{cfg.confidence:g})/rate s "
-                    f"[{cfg.quiet_floor:g}..{cfg.quiet_cap:g}] "
-                )
-                + f"(min {cfg.min_wait:g}s, max {cfg.max_wait:g}s)",
-                f"shut down: {cfg.shutdown}"
-                + (f" ({cfg.actuator_url}/shutdown)" if cfg.shutdown == "actuator" else ""),
-                f"all within {cfg.budget:g}s",
-            ],
-        )
-        log.info("prestop_summary", outcome="dry_run", exit_code=EXIT_OK)
-        sys.exit(EXIT_OK)
+        _dry_run(cfg, log, as_json)
     deps, plan, clients = wiring.build(cfg)
     try:
         outcome = run_drain(deps, plan)
@@ -251,19 +272,21 @@ def drain(**flags: Any) -> None:
         for client in clients:
             client.close()
     log.info("prestop_summary", **outcome.summary())
+    if as_json:
+        from agent.render import dumps
+
+        _print(dumps(outcome.summary()))
     sys.exit(outcome.exit_code)
 
 
-def _take_out_plan(cfg: Any) -> str:
-    servers = ", ".join(str(s) for s in cfg.target.servers)  # str() never shows credentials
-    if cfg.registry == "eureka":
-        return (
-            f"set {cfg.instance} of app {cfg.service} OUT_OF_SERVICE on {servers}; "
-            "cancel the lease there once the app has stopped"
-        )
-    return (
-        f"take {cfg.instance} out of {cfg.nacos.group}@@{cfg.service} on {servers} (enabled=false)"
-    )
+def _dry_run(cfg: Any, log: Any, as_json: bool) -> NoReturn:
+    from agent.render import drain_plan, dumps, plan_lines
+
+    plan = drain_plan(cfg)
+    log.info("dry_run_plan", steps=plan["steps"], warnings=[w["name"] for w in plan["warnings"]])
+    _print(dumps(plan) if _wants_json(as_json) else "\n".join(plan_lines(plan)))
+    log.info("prestop_summary", outcome="dry_run", exit_code=EXIT_OK)
+    sys.exit(EXIT_OK)
 
 
 def sidecar_options(fn: F) -> F:
@@ -306,6 +329,7 @@ def serve(**flags: Any) -> None:
         _fail_config(exc)
     log = get_logger(command="serve", instance=cfg.instance, service=cfg.service)
     log.info("config_loaded", **cfg.redacted(), listen=f"{side.host}:{side.port}")
+    _warn_budget(cfg, log)
     sidecar = wiring.build_sidecar(cfg, side)
     terminated = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
@@ -355,9 +379,11 @@ def _registry_command(flags: dict[str, Any], command: str) -> tuple[Any, Any, An
     return registry, Deadline.after(clock, cfg.budget), log, http
 
 
-def _switch(flags: dict[str, Any], enabled: bool) -> None:
+def _switch(flags: dict[str, Any], enabled: bool, as_json: bool) -> None:
     from agent.exceptions import RegistryError
+    from agent.render import dumps, switch_line, switch_result
     from agent.retrying import call_with_retries
+    from agent.sequence import describe_error
 
     command = "up" if enabled else "down"
     registry, deadline, log, http = _registry_command(flags, command)
@@ -368,6 +394,12 @@ def _switch(flags: dict[str, Any], enabled: bool) -> None:
         http.close()
         log.error(f"{command}_failed", error=str(exc), error_type=type(exc).__name__)
         log.info("prestop_summary", outcome="degraded", exit_code=EXIT_DEGRADED)
+        failed = {"command": command, "outcome": "degraded", "exit_code": EXIT_DEGRADED}
+        error = describe_error(exc)
+        if _wants_json(as_json):
+            _print(dumps({**failed, "error": error, "error_type": type(exc).__name__}))
+        else:
+            _print(f"{command}: {registry.describe_instance()}: not changed ({error})")
         sys.exit(EXIT_DEGRADED)
     http.close()
     log.info(
@@ -380,27 +412,34 @@ def _switch(flags: dict[str, Any], enabled: bool) -> None:
         server_version=result.server_version,
         already=result.already_out,
     )
+    out = switch_result(command, enabled, result, registry.describe_instance(), registry.name)
+    _print(dumps(out) if _wants_json(as_json) else switch_line(out))
     sys.exit(EXIT_OK)
 
 
 @cli.command()
 @registry_options
-def up(**flags: Any) -> None:
+@json_option
+def up(as_json: bool, **flags: Any) -> None:
     """Put the instance back in service (enabled=true), keeping weight and metadata."""
-    _switch(flags, True)
+    _switch(flags, True, as_json)
 
 
 @cli.command()
 @registry_options
-def down(**flags: Any) -> None:
+@json_option
+def down(as_json: bool, **flags: Any) -> None:
     """Take the instance out of service for maintenance, without stopping the app."""
-    _switch(flags, False)
+    _switch(flags, False, as_json)
 
 
 @cli.command()
 @registry_options
-def status(**flags: Any) -> None:
+@json_option
+def status(as_json: bool, **flags: Any) -> None:
     """Print what the registry shows for this instance, as admins and as consumers see it."""
+    from agent.render import status_lines
+
     registry, deadline, log, http = _registry_command(flags, "status")
     try:
         info = registry.status(deadline)
@@ -409,7 +448,10 @@ def status(**flags: Any) -> None:
         sys.exit(EXIT_DEGRADED)
     finally:
         http.close()
-    click.echo(json.dumps(info, indent=2, sort_keys=True))
+    if _wants_json(as_json):
+        _print(json.dumps(info, indent=2, sort_keys=True))
+    else:
+        _print("\n".join(status_lines(info)))
     sys.exit(EXIT_OK)
 
 
@@ -421,13 +463,6 @@ def status(**flags: Any) -> None:
     "grace",
     default=None,
     help="The pod's terminationGracePeriodSeconds, to check against --budget. [env: PRESTOP_GRACE]",
-)
-@click.option(
-    "--consumer-staleness",
-    "consumer_staleness",
-    default=None,
-    help="Seconds a consumer may still route to the instance after the take-out "
-    "(default: Nacos 35.5, Eureka 95). [env: PRESTOP_CONSUMER_STALENESS]",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
 def check(as_json: bool, **flags: Any) -> None:

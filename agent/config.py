@@ -336,6 +336,17 @@ _HOSTNAME = re.compile(
     r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?"
 )
 _CONTEXT_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+/?")
+# A URL path: no empty segments ("//"), no spaces; percent-escapes and sub-delimiters allowed.
+_URL_PATH = re.compile(r"(/[A-Za-z0-9._~%!$&'()*+,;=:-]+)*/?")
+_SCHEME_TYPO = re.compile(r"(?i)(https?)[:/]+([^:/].*)")
+
+
+def _scheme_typo(text: str) -> str | None:
+    """What ``http//host``, ``http:/host`` or ``http:///host`` meant, or None."""
+    m = _SCHEME_TYPO.fullmatch(text)
+    if m is None or re.match(r"(?i)https?://[^/]", text) or "@" in text:
+        return None
+    return f"{m[1].lower()}://{m[2]}"
 
 
 def _port(opt: str, r: Resolved | None, default: int) -> int:
@@ -349,7 +360,20 @@ def _port(opt: str, r: Resolved | None, default: int) -> int:
     return value
 
 
-def _url(opt: str, r: Resolved) -> str:
+def _url(opt: str, r: Resolved, *, base: bool = False) -> str:
+    """An http(s) URL of the app; ``base``: paths are appended to it, so no ``?query``."""
+    example = {
+        "metrics_url": "http://127.0.0.1:8081/actuator/prometheus",
+        "health_url": "http://127.0.0.1:8081/actuator/health",
+    }.get(opt, "http://127.0.0.1:8081/actuator")
+    if "@" in r.value:
+        # The value would show up in log lines and errors; the app is reached over loopback.
+        raise _fail(
+            opt,
+            Resolved("<hidden>", r.source),
+            "must not contain credentials",
+            "leave user:password@ out and let 127.0.0.1 reach the actuator without a login",
+        )
     parts = urlsplit(r.value)
     if (
         parts.scheme not in ("http", "https")
@@ -357,10 +381,19 @@ def _url(opt: str, r: Resolved) -> str:
         or not valid_host(parts.hostname)
         or any(c.isspace() for c in r.value)
     ):
-        raise _fail(opt, r, "not an http(s) URL", "give a URL like http://127.0.0.1:8081/actuator")
+        meant = _scheme_typo(r.value)
+        raise _fail(
+            opt, r, "not an http(s) URL", f"write {meant}" if meant else f"give e.g. {example}"
+        )
     written = _explicit_port(parts.netloc)
     if written is not None and (not _DIGITS.fullmatch(written) or not 1 <= int(written) <= 65535):
         raise _fail(opt, r, "has an invalid port", "give a port from 1 to 65535")
+    if not _URL_PATH.fullmatch(parts.path):
+        raise _fail(opt, r, "has an invalid path (an empty // segment?)", f"give e.g. {example}")
+    if "#" in r.value or (base and "?" in r.value):
+        raise _fail(
+            opt, r, "has a #fragment" if "#" in r.value else "has a ?query", f"give e.g. {example}"
+        )
     return r.value.rstrip("/")
 
 
@@ -369,7 +402,8 @@ def valid_host(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return bool(_HOSTNAME.fullmatch(host))
+        # Digits and dots only: a mistyped IP address (999.1.1.1, 10.0.1), never a DNS name.
+        return bool(_HOSTNAME.fullmatch(host)) and not re.fullmatch(r"[0-9.]+", host)
     return True
 
 
@@ -391,22 +425,36 @@ def parse_servers(raw: Resolved, context_path: str) -> tuple[ServerAddress, ...]
             continue
         text = item if "://" in item else "http://" + item
         parts = urlsplit(text)
+        meant = _scheme_typo(item)
         not_host_port = _fail(
-            "nacos_addr", raw, f"{item!r} is not host:port", "give e.g. nacos.infra:8848"
+            "nacos_addr",
+            raw,
+            f"{item!r} is not host:port",
+            f"write {meant}" if meant else "give e.g. nacos.infra:8848",
         )
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise not_host_port
         if not valid_host(parts.hostname) or (
-            parts.path and not _CONTEXT_PATH.fullmatch(parts.path)
+            parts.path.strip("/") and not _CONTEXT_PATH.fullmatch(parts.path)
         ):
             # "http//nacos:8848" (a typo) would otherwise be host "http", path "//nacos:8848".
             raise not_host_port
+        if "?" in item or "#" in item:
+            raise _fail(
+                "nacos_addr",
+                raw,
+                f"{item!r} has a ?query or #fragment",
+                "give host:port[/context-path], e.g. nacos.infra:8848",
+            )
         written = _explicit_port(parts.netloc)
         if written is not None and (
             not _DIGITS.fullmatch(written) or not 1 <= int(written) <= 65535
         ):
             raise _fail(
-                "nacos_addr", raw, f"{item!r} has an invalid port", "give a port from 1 to 65535"
+                "nacos_addr",
+                raw,
+                f"{item!r} has an invalid port",
+                f"write {meant}" if meant else "give a port from 1 to 65535",
             )
         if parts.username or parts.password:
             # Credentials in a URL end up in logs and process lists; we take them separately.
@@ -420,7 +468,10 @@ def parse_servers(raw: Resolved, context_path: str) -> tuple[ServerAddress, ...]
             port = parts.port or DEFAULT_NACOS_PORT
         except ValueError:
             raise _fail(
-                "nacos_addr", raw, f"{item!r} has an invalid port", "give a port from 1 to 65535"
+                "nacos_addr",
+                raw,
+                f"{item!r} has an invalid port",
+                f"write {meant}" if meant else "give a port from 1 to 65535",
             ) from None
         path = parts.path.rstrip("/") or context_path
         host = parts.hostname
@@ -488,6 +539,12 @@ def load_nacos(flags: Mapping[str, object | None], environ: Mapping[str, str]) -
             "(host:port[,host:port]), or for Eureka --eureka-url"
         )
     ctx_r = r("context_path")
+    if (
+        ctx_r is not None
+        and ctx_r.value.strip("/")
+        and not _CONTEXT_PATH.fullmatch("/" + ctx_r.value.strip("/"))
+    ):
+        raise _fail("context_path", ctx_r, "is not a URL path", "give e.g. /nacos")
     context_path = "/" + ctx_r.value.strip("/") if ctx_r else DEFAULT_CONTEXT_PATH
     if context_path == "/":
         context_path = ""
@@ -582,11 +639,19 @@ def parse_eureka_urls(raw: Resolved) -> tuple[EurekaServer, ...]:
             or not valid_host(parts.hostname)
             or " " in item
         ):
+            meant = _scheme_typo(item)  # None when the entry has user info
             raise _fail(
                 "eureka_url",
                 hidden,
                 "an entry is not an http(s) URL",
-                "give e.g. http://eureka:8761/eureka/",
+                f"write {meant}" if meant else "give e.g. http://eureka:8761/eureka/",
+            )
+        if "?" in item or "#" in item or not _URL_PATH.fullmatch(parts.path):
+            raise _fail(
+                "eureka_url",
+                hidden,
+                f"the entry for {parts.hostname} has a ?query, #fragment or empty // segment",
+                "give the service URL alone, e.g. http://eureka:8761/eureka/",
             )
         written = _explicit_port(parts.netloc)
         if written is not None and (
@@ -680,11 +745,16 @@ def load(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Conf
 
     actuator_r = r("actuator_url")
     if actuator_r is not None:
-        actuator_url = _url("actuator_url", actuator_r)
+        actuator_url = _url("actuator_url", actuator_r, base=True)
     else:
         mgmt = resolve_env_port("MANAGEMENT_SERVER_PORT", environ) or target.port
         base_path = environ.get("MANAGEMENT_ENDPOINTS_WEB_BASE_PATH", "/actuator").strip() or "/"
         base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
+        if base_path and not _CONTEXT_PATH.fullmatch(base_path):
+            raise ConfigError(
+                f"MANAGEMENT_ENDPOINTS_WEB_BASE_PATH={base_path!r}: not a URL path; give e.g. "
+                "/actuator, or set --actuator-url"
+            )
         actuator_url = f"http://127.0.0.1:{mgmt}{base_path}"
     metrics_r = r("metrics_url")
     metrics_url = (

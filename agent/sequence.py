@@ -146,7 +146,10 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
         )
         # Running out of time is reported but not "degraded": exit 3 means the registry failed.
         p.outcome = "ok" if result.drained else "timeout"
-        if result.good_samples == 0:
+        if result.good_samples == 0 and result.failed_samples == 0:
+            # Nothing was read because nothing could be: the registry steps used the time.
+            log.warning("drain_no_time", waited_s=round(result.waited, 3))
+        elif result.good_samples == 0:
             log.warning("drain_without_signal", waited_s=round(result.waited, 3))
         p.detail.update(
             drained=result.drained,

@@ -63,33 +63,12 @@ def build_action(config: Config, http: httpx.Client) -> ShutdownAction:
     return NoShutdown()
 
 
-def build_signal(config: Config, http: httpx.Client) -> TrafficSignal:
-    """The traffic signals to drain by; ``auto``: Prometheus plus the kernel when readable."""
-    names = set(config.signals)
-    signals: list[TrafficSignal] = []
-    prometheus = PrometheusSignal(
-        config.metrics_url,
-        http,
-        http_timeout=config.http_timeout,
-        requests_metric=config.requests_metric,
-        active_metric=config.in_flight_metric,
-    )
-    actuator = ActuatorMetricsSignal(config.actuator_url, http, http_timeout=config.http_timeout)
-    if "auto" in names:
-        signals.append(FirstAvailable([prometheus, actuator]))
-    if "prometheus" in names:
-        signals.append(prometheus)
-    if "actuator" in names:
-        signals.append(actuator)
-    if names & {"auto", "kernel"}:
-        # Built lazily: pyroute2 is imported (about 20 MB) only when the drain first reads it,
-        # so an idle sidecar stays small; where netlink is unreadable, auto just goes without.
-        signals.append(KernelSocketSignal(config.port))
-    return signals[0] if len(signals) == 1 else CombinedSignal(signals)
+def signal_components(config: Config, http: httpx.Client) -> list[TrafficSignal]:
+    """Every traffic signal the configuration asks for, each on its own.
 
-
-def check_signals(config: Config, http: httpx.Client) -> list[TrafficSignal]:
-    """Each signal the drain may use, separately, so ``prestop check`` can say which answer."""
+    The one place signals are constructed: ``prestop check`` reads these to say which answer,
+    and the drain composes the same objects (:func:`build_signal`), so the two cannot disagree.
+    """
     names = set(config.signals)
     if "auto" in names:
         names |= {"prometheus", "actuator", "kernel"}
@@ -109,7 +88,9 @@ def check_signals(config: Config, http: httpx.Client) -> list[TrafficSignal]:
             ActuatorMetricsSignal(config.actuator_url, http, http_timeout=config.http_timeout)
         )
     if "kernel" in names:
-        out.append(KernelSocketSignal(config.port))
+        # Built lazily: pyroute2 is imported (about 20 MB) only when the drain first reads it,
+        # so an idle sidecar stays small; where netlink is unreadable, auto just goes without.
+        out.append(KernelSocketSignal(config.port, require_port=True))
     return out
 
 
@@ -134,6 +115,25 @@ def consumer_tracker(
         service=config.service,
         http_timeout=config.http_timeout,
     )
+
+
+def build_signal(config: Config, http: httpx.Client) -> TrafficSignal:
+    """The traffic signals to drain by; ``auto``: Prometheus (else the actuator's metrics JSON)
+    plus the kernel when readable."""
+    components = signal_components(config, http)
+    if "auto" in config.signals:
+        http_signals = [s for s in components if s.name in ("prometheus", "actuator")]
+        explicit = set(config.signals)
+        # auto's Prometheus-else-actuator pair, unless a source is also named on its own.
+        if not explicit & {"prometheus", "actuator"}:
+            rest = [s for s in components if s not in http_signals]
+            components = [FirstAvailable(http_signals), *rest]
+    return components[0] if len(components) == 1 else CombinedSignal(components)
+
+
+def check_signals(config: Config, http: httpx.Client) -> list[TrafficSignal]:
+    """Each signal the drain may use, separately, so ``prestop check`` can say which answer."""
+    return signal_components(config, http)
 
 
 def drain_config(config: Config) -> DrainConfig:

@@ -196,6 +196,9 @@ class World:
         if method == "GET" and path == "apps/delta":
             app = {"name": "ORDERS", "instance": [self._eureka_instance()]}
             return httpx.Response(200, json={"applications": {"application": [app]}})
+        if method == "DELETE" and path == f"{mine}/status":
+            self.enabled = True  # the override removed: the heartbeat's UP shows again
+            return httpx.Response(200)
         if method == "DELETE" and path == mine:
             return httpx.Response(200)
         return httpx.Response(404)

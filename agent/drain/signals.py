@@ -33,6 +33,10 @@ class SignalUnavailable(Exception):
     """The signal could not be read this time."""
 
 
+class NoTimeLeft(SignalUnavailable):
+    """The deadline left no time to read: says nothing about whether the signal answers."""
+
+
 @dataclass(frozen=True)
 class Reading:
     requests: float | None  # cumulative arrivals (or completions when in-flight is unknown)
@@ -140,7 +144,7 @@ class PrometheusSignal:
     def read(self, deadline: Deadline) -> Reading:
         timeout = deadline.timeout(self._http_timeout)
         if timeout <= 0.01:
-            raise SignalUnavailable("no time left")
+            raise NoTimeLeft("no time left")
         try:
             response = self._http.get(self.url, timeout=timeout)
             if response.status_code != 200:
@@ -169,7 +173,7 @@ class ActuatorMetricsSignal:
     def _get(self, metric: str, deadline: Deadline, tag: str | None = None) -> dict[str, object]:
         timeout = deadline.timeout(self._http_timeout)
         if timeout <= 0.01:
-            raise SignalUnavailable("no time left")
+            raise NoTimeLeft("no time left")
         params = {"tag": tag} if tag else None
         try:
             response = self._http.get(self.base + metric, params=params, timeout=timeout)
@@ -233,13 +237,15 @@ class FirstAvailable:
     def read(self, deadline: Deadline) -> Reading:
         if self.chosen is not None:
             return self.chosen.read(deadline)
-        errors = []
+        errors: list[str] = []
+        out_of_time = True
         for signal in self.signals:
             try:
                 reading = signal.read(deadline)
             except SignalUnavailable as exc:
                 errors.append(f"{signal.name}: {exc}")
+                out_of_time = out_of_time and isinstance(exc, NoTimeLeft)
                 continue
             self.chosen, self.name = signal, signal.name
             return reading
-        raise SignalUnavailable("; ".join(errors))
+        raise (NoTimeLeft if out_of_time else SignalUnavailable)("; ".join(errors))

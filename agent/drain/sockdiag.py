@@ -25,9 +25,10 @@ from typing import Any
 
 from agent.addresses import plain_address
 from agent.deadline import Deadline
-from agent.drain.signals import Reading, SignalUnavailable
+from agent.drain.signals import NoTimeLeft, Reading, SignalUnavailable
 
 TCP_ESTABLISHED = 1
+TCP_LISTEN = 10
 INET_DIAG_INFO = 2
 
 
@@ -44,6 +45,7 @@ class Conn:
     last_data_sent_ms: int
     bytes_acked: int = -1  # bytes sent and acknowledged; 0: nothing answered yet
     local: str = ""
+    state: int = TCP_ESTABLISHED
 
 
 def _diag_sockets() -> Iterator[Conn]:
@@ -56,7 +58,9 @@ def _diag_sockets() -> Iterator[Conn]:
             diag.bind()
             for family in (socket.AF_INET, socket.AF_INET6):
                 records = diag.get_sock_stats(
-                    family=family, states=1 << TCP_ESTABLISHED, extensions=1 << (INET_DIAG_INFO - 1)
+                    family=family,
+                    states=(1 << TCP_ESTABLISHED) | (1 << TCP_LISTEN),
+                    extensions=1 << (INET_DIAG_INFO - 1),
                 )
                 for record in records:
                     yield _conn(record)
@@ -83,6 +87,7 @@ def _conn(record: Any) -> Conn:
         last_data_sent_ms=field("tcpi_last_data_sent"),
         bytes_acked=field("tcpi_bytes_acked"),
         local=str(record["idiag_src"]),
+        state=int(record["idiag_state"]),
     )
 
 
@@ -104,7 +109,13 @@ def own_socket_inodes() -> set[int]:
 
 
 class KernelSocketSignal:
-    """Arrivals and in-flight requests on ``port`` from the kernel's TCP socket table."""
+    """Arrivals and in-flight requests on ``port`` from the kernel's TCP socket table.
+
+    With ``require_port`` a table with no socket at all on the port (no listener, no
+    connection: the app is down or ``--port`` is wrong) is unavailable rather than quiet, so
+    that ``prestop check`` does not call the signal answering and a drain does not take an
+    empty port for a drained app.
+    """
 
     name = "kernel"
 
@@ -115,9 +126,11 @@ class KernelSocketSignal:
         exclude_own: bool = True,
         list_sockets: Callable[[], Iterable[Conn]] = _diag_sockets,
         own_inodes: Callable[[], set[int]] = own_socket_inodes,
+        require_port: bool = False,
     ) -> None:
         self.port = port
         self.exclude_own = exclude_own
+        self.require_port = require_port
         self._list = list_sockets
         self._own = own_inodes
         self._seen: dict[tuple[str, int], int] = {}
@@ -125,8 +138,11 @@ class KernelSocketSignal:
 
     def read(self, deadline: Deadline) -> Reading:
         if deadline.remaining() <= 0.01:
-            raise SignalUnavailable("no time left")
-        conns = list(self._list())
+            raise NoTimeLeft("no time left")
+        table = list(self._list())
+        conns = [c for c in table if c.state == TCP_ESTABLISHED]
+        if self.require_port and not any(c.local_port == self.port for c in table):
+            raise SignalUnavailable(f"nothing listens on port {self.port}")
         ours = self._own() if self.exclude_own else set()
         # Our client sockets to the port: the server ends whose peer they are are ours too.
         own_clients = {
@@ -175,14 +191,19 @@ class CombinedSignal:
 
     def read(self, deadline: Deadline) -> Reading:
         fresh = 0
+        errors: list[SignalUnavailable] = []
         for i, signal in enumerate(self.signals):
             try:
                 self._last[i] = signal.read(deadline)
                 fresh += 1
-            except SignalUnavailable:
+            except SignalUnavailable as exc:
+                errors.append(exc)
                 continue
         if fresh == 0:
-            raise SignalUnavailable(f"no signal answered ({self.name})")
+            why = "; ".join(f"{s.name}: {e}" for s, e in zip(self.signals, errors, strict=True))
+            if all(isinstance(e, NoTimeLeft) for e in errors):
+                raise NoTimeLeft(why)
+            raise SignalUnavailable(f"no signal answered ({why})")
         readings = list(self._last.values())
         counts = [r.requests for r in readings if r.requests is not None]
         flights = [r.in_flight for r in readings if r.in_flight is not None]

@@ -19,7 +19,7 @@ from agent.drain.policy import (
     observe,
     quiet_window,
 )
-from agent.drain.signals import SignalUnavailable, TrafficSignal
+from agent.drain.signals import NoTimeLeft, SignalUnavailable, TrafficSignal
 from agent.logs import get_logger
 
 log = get_logger()
@@ -113,6 +113,30 @@ def _forced_by(consumers: Knowledge, state: DrainState) -> list[str]:
         return [f"unknown ({type(exc).__name__})"]
 
 
+# Seconds below which a read is not attempted: every signal would refuse it for want of time.
+NO_TIME_TO_READ = 0.01
+
+
+def _result(
+    config: DrainConfig,
+    state: DrainState,
+    decision: Decision,
+    start: float,
+    rate: float | None,
+    now: float,
+) -> DrainResult:
+    return DrainResult(
+        drained=decision.action == "drained",
+        reason=decision.reason,
+        waited=now - start,
+        requests_seen=state.requests_seen,
+        good_samples=state.good_samples,
+        failed_samples=state.failed_samples,
+        rate_before=rate,
+        quiet_window=quiet_window(config, state),
+    )
+
+
 def wait_for_drain(
     signal: TrafficSignal | None,
     config: DrainConfig,
@@ -137,12 +161,16 @@ def wait_for_drain(
     contradiction_logged = False
 
     def failed(exc: SignalUnavailable) -> None:
-        if not warned and signal is not None:
+        if not warned and signal is not None and not isinstance(exc, NoTimeLeft):
             log.warning("drain_signal_unavailable", signal=signal.name, error=str(exc))
             warned.append(True)
 
     while True:
         now = clock.now()
+        if deadline.remaining() <= NO_TIME_TO_READ:
+            # A read now could only fail for want of time: that is the deadline, not a
+            # missing signal (it used to be logged as "no signal answered").
+            return _result(config, state, decide(config, state, deadline.at), start, rate, now)
         sample = take_sample(signal, deadline, clock, failed)
         state = observe(state, sample, now)
         if pending:
@@ -174,16 +202,7 @@ def wait_for_drain(
         if decision.action != "wait":
             if consumers is not None and decision.reason == "quiet":
                 log.info("drain_fallback_quiet_window", forced_by=_forced_by(consumers, state))
-            return DrainResult(
-                drained=decision.action == "drained",
-                reason=decision.reason,
-                waited=now - start,
-                requests_seen=state.requests_seen,
-                good_samples=state.good_samples,
-                failed_samples=state.failed_samples,
-                rate_before=rate,
-                quiet_window=quiet_window(config, state),
-            )
+            return _result(config, state, decision, start, rate, now)
         if decision.reason != last_reason:
             log.info("drain_waiting", reason=decision.reason, in_flight=state.in_flight)
             last_reason = decision.reason
