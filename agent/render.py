@@ -201,6 +201,7 @@ def drain_plan(config: Config) -> dict[str, Any]:
         "max_wait_s": config.max_wait,
         "shutdown": config.shutdown,
         "shutdown_text": _shutdown_text(config),
+        "consumers_text": _consumers_text(config),
         "budget_s": config.budget,
         "drain_ends_by_s": drain_ends_by,
         "shutdown_timeout_s": config.shutdown_timeout,
@@ -212,6 +213,19 @@ def drain_plan(config: Config) -> dict[str, Any]:
         "service_text": service,
         "warnings": warnings,
     }
+
+
+def _consumers_text(config: Config) -> str | None:
+    if config.consumers is None:
+        return None
+    if config.registry != "nacos":
+        return "not told: Eureka lists no subscribers (--consumer-actuator is ignored)"
+    auth = ", Basic auth" if config.consumers.auth else ""
+    return (
+        f"tell each subscriber at {config.consumers.actuator}{auth}: once its nacosdiscovery "
+        f"view drops us, evict its load-balancer cache; when all let go, end "
+        f"{config.consumers.settle:g} s after the last one if nothing is in flight"
+    )
 
 
 def plan_lines(plan: dict[str, Any]) -> list[str]:
@@ -230,6 +244,7 @@ def plan_lines(plan: dict[str, Any]) -> list[str]:
             else ""
         ),
         f"  signals    {plan['signals_text']}",
+        *([f"  consumers  {plan['consumers_text']}"] if plan.get("consumers_text") else []),
         f"  shut down  {plan['shutdown_text']}",
         f"  time       the drain ends by {plan['drain_ends_by_s']:g} s ({budget:g} budget - "
         f"{plan['shutdown_timeout_s']:g} shutdown - {plan['exit_margin_s']:g} exit); "
