@@ -411,6 +411,7 @@ def _switch(flags: dict[str, Any], enabled: bool, as_json: bool) -> None:
         weight=result.before.weight,
         server_version=result.server_version,
         already=result.already_out,
+        write_unconfirmed=result.write_unconfirmed,
     )
     out = switch_result(command, enabled, result, registry.describe_instance(), registry.name)
     _print(dumps(out) if _wants_json(as_json) else switch_line(out))

@@ -1,4 +1,12 @@
-"""The one place retry policies are built: transient errors only, jittered, inside the Deadline."""
+"""The one place retry policies are built: transient errors only, jittered, inside the Deadline.
+
+Retrying a registry write is safe and honest: a write whose answer was lost (timeout, dropped
+connection, 5xx) is read back by the adapter before it raises, and counts as done when the
+instance is already in the wanted state (``TakeOut.write_unconfirmed``); only an instance read
+back in the old state, or unreadable, comes here as ``RegistryUnavailable``. The adapter
+remembers such a write, so the retry that then finds the instance out does not call it
+``already_out``.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,12 @@ when configured, tell each consumer to let go; see :mod:`agent.consumers`) → a
 stop → confirm it stopped. One Deadline bounds everything. The registry steps
 fail open: whatever happens there, the app is still drained and stopped (exit 3, degraded).
 
+Time sharing: the registry phases (take-out with its retries, then confirm) share one deadline,
+``min_wait + poll_interval`` before the drain's own end (which is ``--shutdown-timeout`` before
+the budget's). A registry that answers every call just under the timeout, or never, can use
+the rest but never that: the drain always gets at least ``min_wait`` and the app is still
+stopped in time.
+
 Every phase is a bulkhead: any ``Exception`` raised inside one (not only the agent's own) is
 logged as ``phase_failed`` and ends that phase degraded; the next phases still run, so the app
 is stopped even when every earlier phase blew up, and the summary is always strict JSON.
@@ -116,6 +122,9 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
     started = clock.now()
     deadline = Deadline.after(clock, max(0.0, plan.budget - EXIT_MARGIN))
     before_shutdown = deadline.minus(plan.shutdown_timeout)  # time kept for the app to stop
+    # Time sharing: however slow the registry, take-out and confirm end in time to leave the
+    # drain its minimum plus one poll (the sample that can end it).
+    registry_until = before_shutdown.minus(plan.drain.min_wait + plan.drain.poll_interval)
     outcome = Outcome(budget=plan.budget)
     # The traffic rate before the take-out decides how long a silence must be (the quiet window).
     baseline = take_sample(deps.signal, before_shutdown.sub(plan.drain.poll_interval * 4), clock)
@@ -127,11 +136,11 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
     stopped = False
 
     with _phase(outcome, "take_out", clock) as p:
-        taken_out = _take_out(deps.registry, before_shutdown, p)
+        taken_out = _take_out(deps.registry, registry_until, p)
 
     with _phase(outcome, "confirm", clock) as p:
         if taken_out and deps.registry is not None:
-            _confirm_invisible(deps.registry, before_shutdown.sub(plan.confirm_timeout), clock, p)
+            _confirm_invisible(deps.registry, registry_until.sub(plan.confirm_timeout), clock, p)
         else:
             p.outcome = "skipped"
 
@@ -202,6 +211,7 @@ def _take_out(registry: Registry | None, deadline: Deadline, p: Phase) -> bool:
         server_version=result.server_version,
         weight=result.before.weight,
         already_out=result.already_out,
+        write_unconfirmed=result.write_unconfirmed,
     )
     log.info(
         "instance_taken_out",
@@ -209,6 +219,7 @@ def _take_out(registry: Registry | None, deadline: Deadline, p: Phase) -> bool:
         weight_before=result.before.weight,
         weight_after=None if result.after is None else result.after.weight,
         already_out=result.already_out,
+        write_unconfirmed=result.write_unconfirmed,
     )
     return True
 

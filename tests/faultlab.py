@@ -82,6 +82,17 @@ class World:
     # Applied to every request of a kind ("registry", "app") whose route has no own fault.
     kind_faults: dict[str, Answer] = field(default_factory=dict)
     registry_url: str | None = None  # another base URL for the registry (bad hosts)
+    # Every registry call is answered (correctly) only after this many seconds on the clock; past
+    # the request's timeout it is a ReadTimeout, and a write behind it is not applied.
+    registry_delay: float = 0.0
+    # Route -> how many times its answer is lost *after* the server applied the request: the
+    # client sees a ReadTimeout (or a dropped connection, ``lost_as``) although the write landed.
+    lost_answers: dict[str, int] = field(default_factory=dict)
+    lost_as: Literal["timeout", "dropped"] = "timeout"
+    # Route -> how many of its answers are lost too, once a ``lost_answers`` answer was lost
+    # (a read-back after a lost write that is lost as well).
+    lost_after: dict[str, int] = field(default_factory=dict)
+    _lost_one: bool = False
     metrics_url: str | None = None
     enabled: bool = True
     stopped: bool = False
@@ -112,9 +123,26 @@ class World:
             return fault.response()
         if kind == "app":
             return self._app(request, route)
+        self._wait(self.registry_delay, request)
         if self.registry_kind == "nacos":
-            return self._nacos(request, route)
-        return self._eureka(request, route)
+            response = self._nacos(request, route)
+        else:
+            response = self._eureka(request, route)
+        if self.lost_answers.get(route, 0) > 0:
+            self.lost_answers[route] -= 1
+            self._lost_one = True
+            self._lose(request)
+        if self._lost_one and self.lost_after.get(route, 0) > 0:
+            self.lost_after[route] -= 1
+            self._lose(request)
+        return response
+
+    def _lose(self, request: httpx.Request) -> None:
+        """The server applied the request; its answer never reaches the client."""
+        if self.lost_as == "dropped":
+            raise httpx.RemoteProtocolError("peer closed connection", request=request)
+        self.clock.advance(request.extensions.get("timeout", {}).get("read") or 0.0)
+        raise httpx.ReadTimeout("timed out", request=request)
 
     def _wait(self, delay: float, request: httpx.Request) -> None:
         timeout = request.extensions.get("timeout", {}).get("read")
@@ -272,7 +300,7 @@ def _app_port(world: World) -> Iterator[None]:
         yield
 
 
-def run_world(world: World, *, via_sidecar: bool = False) -> Run:
+def run_world(world: World, *, via_sidecar: bool = False, plan: Plan = PLAN) -> Run:
     """Run the preStop sequence against ``world`` and print the summary as the CLI does.
 
     ``via_sidecar``: through the sidecar's single-flight run instead (it prints the summary
@@ -291,7 +319,7 @@ def run_world(world: World, *, via_sidecar: bool = False) -> Run:
             assert isinstance(registry, NacosRegistry | EurekaRegistry)
             sidecar = Sidecar(
                 registry=registry,
-                run_drain=lambda: run_drain(deps, PLAN),
+                run_drain=lambda: run_drain(deps, plan),
                 health_url=f"{APP}/health",
                 http=http,
                 clock=world.clock,
@@ -300,7 +328,7 @@ def run_world(world: World, *, via_sidecar: bool = False) -> Run:
             outcome, error = sidecar.flight.run()
         else:
             try:
-                outcome = run_drain(deps, PLAN)
+                outcome = run_drain(deps, plan)
                 # What `prestop drain` does with the outcome (agent/cli.py).
                 get_logger().info("prestop_summary", **outcome.summary())
             except Exception as exc:

@@ -45,7 +45,10 @@ class TakeOut:
     after: InstanceState | None
     server_version: str
     method: str  # e.g. "PATCH /v1/ns/instance"
-    already_out: bool = False
+    already_out: bool = False  # it was in the wanted state before any write of ours
+    # Our write's answer was lost (timeout, dropped connection, 5xx) and reading the instance
+    # back showed it in the wanted state: done, but we cannot say whose write did it.
+    write_unconfirmed: bool = False
 
 
 class Registry(Protocol):

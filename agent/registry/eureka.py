@@ -95,6 +95,11 @@ def instances_in(body: Any, app: str | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def _back_up(instance: dict[str, Any]) -> bool:
+    """In service with no override of ours left: what ``put_back`` leaves."""
+    return str(instance.get("status")) == UP and overridden(instance) is None
+
+
 @dataclass
 class ServerResult:
     server: str
@@ -122,6 +127,9 @@ class EurekaRegistry:
         self._http_timeout = http_timeout
         self._id: str | None = None
         self._accepted: list[EurekaServer] = []  # servers that took the instance out
+        # Server -> the status our last write there aimed at, when its answer was lost: finding
+        # the instance in that status later is our own doing, not "already".
+        self._unanswered: dict[str, str] = {}
 
     # --- transport ---
 
@@ -294,11 +302,16 @@ class EurekaRegistry:
         )
 
     def take_out(self, deadline: Deadline) -> TakeOut:
-        """``PUT .../status?value=OUT_OF_SERVICE`` on every server, verified on each."""
+        """``PUT .../status?value=OUT_OF_SERVICE`` on every server, verified on each.
+
+        A PUT whose answer was lost (timeout, dropped connection) may still have landed: the
+        read-back that verifies every write decides, and such a server counts as unconfirmed.
+        """
         instance_id = self.resolve_id(deadline)
         path = self._instance_path(instance_id) + "/status"
         before: InstanceState | None = None
         accepted: list[EurekaServer] = []
+        unconfirmed: list[str] = []
         failures: list[str] = []
         already = True
         for server in self._s.servers:
@@ -309,12 +322,39 @@ class EurekaRegistry:
                     failures.append(f"{server}: not registered there")
                     continue
                 before = before or self._state(current)
-                already = already and str(current.get("status")) == OUT_OF_SERVICE
-                self._put_status(server, path, deadline)
-                after = self._live(server, instance_id, deadline)
-                if after is None or str(after.get("status")) != OUT_OF_SERVICE:
-                    failures.append(f"{server}: status not OUT_OF_SERVICE after the write")
+                # Out because of our own earlier write whose answer was lost is not "already".
+                already = (
+                    already
+                    and str(current.get("status")) == OUT_OF_SERVICE
+                    and self._unanswered.get(str(server)) != OUT_OF_SERVICE
+                )
+                lost: RegistryUnavailable | None = None
+                try:
+                    self._put_status(server, path, deadline)
+                except RegistryUnavailable as exc:
+                    lost = exc
+                    self._unanswered[str(server)] = OUT_OF_SERVICE
+                else:
+                    self._unanswered.pop(str(server), None)
+                try:
+                    after = self._live(server, instance_id, deadline)
+                except RegistryError as exc:
+                    if lost is not None:
+                        raise lost from None
+                    # The PUT was answered 200, so the server applied it; only the check is lost.
+                    log.warning("eureka_read_back_failed", server=str(server), error=str(exc))
+                    accepted.append(server)
                     continue
+                if after is None or str(after.get("status")) != OUT_OF_SERVICE:
+                    failures.append(
+                        f"{server}: {lost}"
+                        if lost is not None
+                        else f"{server}: status not OUT_OF_SERVICE after the write"
+                    )
+                    continue
+                if lost is not None:
+                    unconfirmed.append(str(server))
+                    log.warning("eureka_write_unconfirmed", server=str(server), error=str(lost))
                 if overridden(after) != OUT_OF_SERVICE:
                     # A DOWN/STARTING registration wins over the override (rule 1): still out.
                     log.info(
@@ -339,6 +379,7 @@ class EurekaRegistry:
             method=f"PUT {path}?value={OUT_OF_SERVICE} on "
             f"{len(accepted)}/{len(self._s.servers)} servers",
             already_out=already,
+            write_unconfirmed=bool(unconfirmed),
         )
 
     def _put_status(self, server: EurekaServer, path: str, deadline: Deadline) -> None:
@@ -430,6 +471,8 @@ class EurekaRegistry:
         instance_id = self.resolve_id(deadline)
         path = self._instance_path(instance_id) + "/status"
         done: list[str] = []
+        unconfirmed: list[str] = []
+        already = True
         before: InstanceState | None = None
         for server in self._s.servers:
             try:
@@ -437,9 +480,23 @@ class EurekaRegistry:
                 if current is None:
                     continue
                 before = before or self._state(current)
-                if overridden(current) is None and str(current.get("status")) == OUT_OF_SERVICE:
-                    self._call(server, "PUT", path, deadline, params={"value": UP})
-                r = self._call(server, "DELETE", path, deadline, params={"value": UP})
+                already = already and _back_up(current) and self._unanswered.get(str(server)) != UP
+                try:
+                    if overridden(current) is None and str(current.get("status")) == OUT_OF_SERVICE:
+                        self._call(server, "PUT", path, deadline, params={"value": UP})
+                    r = self._call(server, "DELETE", path, deadline, params={"value": UP})
+                except RegistryUnavailable as lost:
+                    # The answer was lost, maybe not the write: the live record decides.
+                    self._unanswered[str(server)] = UP
+                    after = self._live(server, instance_id, deadline)
+                    if after is None or not _back_up(after):
+                        log.warning("eureka_write_lost", server=str(server), error=str(lost))
+                        continue
+                    log.warning("eureka_write_unconfirmed", server=str(server), error=str(lost))
+                    unconfirmed.append(str(server))
+                    done.append(str(server))
+                    continue
+                self._unanswered.pop(str(server), None)
                 if r.status_code == 200:
                     done.append(str(server))
             except RegistryError as exc:
@@ -451,6 +508,8 @@ class EurekaRegistry:
             after=None,
             server_version="eureka",
             method=f"DELETE {path}?value=UP on {len(done)}/{len(self._s.servers)} servers",
+            already_out=already,
+            write_unconfirmed=bool(unconfirmed),
         )
 
     def after_stop(self, deadline: Deadline) -> str | None:

@@ -29,6 +29,7 @@ from agent.consumers import Subscriber
 from agent.deadline import Clock, Deadline
 from agent.exceptions import (
     HTTP_FAILURES,
+    AgentError,
     AuthError,
     DeadlineExceeded,
     InstanceNotFound,
@@ -274,6 +275,8 @@ class NacosRegistry:
         # The IP as the registry spells it, when that differs from ours (IPv6: fd00::1 is
         # fd00:0:0:0:0:0:0:1 when Java registered it).
         self._registered_ip: str | None = None
+        # The enabled value of our last write whose answer was lost (None: none pending).
+        self._unanswered: bool | None = None
 
     # --- parameters ---
 
@@ -497,8 +500,66 @@ class NacosRegistry:
                 "nothing was written"
             )
         server = self._http.detect(deadline)
-        method = self._write(before, enabled, server, deadline)
-        after = self.get_instance(deadline)
+        # A retry after a write whose answer was lost finds the instance as that write left it:
+        # that is our doing, not "already out".
+        already = before.enabled is enabled and self._unanswered is not enabled
+        try:
+            method = self._write(before, enabled, server, deadline)
+        except RegistryUnavailable as lost:
+            # A timeout or a dropped connection after sending says nothing about the write.
+            self._unanswered = enabled
+            return self._read_back_lost_write(lost, before, enabled, already, deadline)
+        self._unanswered = None
+        try:
+            after = self.get_instance(deadline)
+        except AgentError as exc:
+            # The write was answered, so it is done; only the check of weight and metadata is
+            # lost. Failing here would report a landed write as failed and retry it.
+            log.warning("registry_read_back_failed", method=method, error_type=type(exc).__name__)
+            after = None
+        else:
+            self._check_fields(before, after)
+        return TakeOut(
+            before=before,
+            after=after,
+            server_version=server.version,
+            method=method,
+            already_out=already,
+        )
+
+    def _read_back_lost_write(
+        self,
+        lost: RegistryUnavailable,
+        before: InstanceState,
+        enabled: bool,
+        already: bool,
+        deadline: Deadline,
+    ) -> TakeOut:
+        """The write's answer never came: the instance already in the wanted state counts as
+        done (``write_unconfirmed``); otherwise, or unreadable, ``lost`` is raised (retried)."""
+        server = self._http.server or ServerInfo("unknown", 2)
+        method = _write_method(server.major)
+        try:
+            after = self.get_instance(deadline)
+        except AgentError as exc:
+            log.warning("registry_write_lost", method=method, read_back=type(exc).__name__)
+            raise lost from None
+        if after is None or after.enabled is not enabled:
+            seen = "not registered" if after is None else f"enabled={after.enabled}"
+            log.warning("registry_write_lost", method=method, read_back=seen)
+            raise lost
+        log.warning("registry_write_unconfirmed", method=method, enabled=enabled)
+        self._check_fields(before, after)
+        return TakeOut(
+            before=before,
+            after=after,
+            server_version=server.version,
+            method=method,
+            already_out=already,
+            write_unconfirmed=True,
+        )
+
+    def _check_fields(self, before: InstanceState, after: InstanceState | None) -> None:
         if after is None:
             # Gone between our write and the read-back (the app deregistered itself): fine.
             log.info("instance_gone_after_write", instance=self._s.instance)
@@ -510,13 +571,6 @@ class NacosRegistry:
                 metadata_keys_before=sorted(before.metadata),
                 metadata_keys_after=sorted(after.metadata),
             )
-        return TakeOut(
-            before=before,
-            after=after,
-            server_version=server.version,
-            method=method,
-            already_out=before.enabled is enabled,
-        )
 
     def set_weight(self, weight: float, deadline: Deadline) -> InstanceState:
         """Change only the weight (warm-up); enabled, metadata and the rest stay as they are."""
@@ -550,13 +604,13 @@ class NacosRegistry:
                 params["ephemeral"] = "true" if before.ephemeral else "false"
             # N 3.0.3:naming/.../controllers/v3/InstanceControllerV3.java: /partial calls
             # InstanceForm.validate(), which defaults an omitted weight to 1.0.
-            method = "PUT /v3/admin/ns/instance/partial"
+            method = _write_method(3)
             r = self._http.request("PUT", "/v3/admin/ns/instance/partial", deadline, params=params)
         elif server.major == 2:
             # PATCH clones the ops record, or starts from a fresh one whose weight is 1.0
             # (N 2.5.1:naming/.../core/v2/metadata/InstanceMetadata.java, weight = 1.0D):
             # without an explicit weight a weight-3 instance would silently drop to 1.
-            method = "PATCH /v1/ns/instance"
+            method = _write_method(2)
             r = self._http.request(
                 "PATCH", "/v1/ns/instance", deadline, params={**ids, **flags, "weight": weight}
             )
@@ -575,7 +629,7 @@ class NacosRegistry:
                 params["ephemeral"] = "true" if before.ephemeral else "false"
             if before.healthy is not None:
                 params["healthy"] = "true" if before.healthy else "false"
-            method = "PUT /v1/ns/instance"
+            method = _write_method(1)
             r = self._http.request("PUT", "/v1/ns/instance", deadline, params=params)
         if r.status_code == 404:
             raise InstanceNotFound(
@@ -616,6 +670,13 @@ class NacosRegistry:
             healthy=_opt_bool(data.get("healthy")),
             ephemeral=_opt_bool(data.get("ephemeral")),
         )
+
+
+def _write_method(major: int) -> str:
+    """The call that writes an instance on this major version (as logged and reported)."""
+    if major >= 3:
+        return "PUT /v3/admin/ns/instance/partial"
+    return "PATCH /v1/ns/instance" if major == 2 else "PUT /v1/ns/instance"
 
 
 def _metadata_kept(before: dict[str, str], after: dict[str, str]) -> bool:
