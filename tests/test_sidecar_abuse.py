@@ -1,10 +1,20 @@
 """The sidecar under unauthenticated abuse: it stays small, keeps its file descriptors, answers.
 
 The real ``prestop serve`` runs in a subprocess with ``RLIMIT_NOFILE`` 128 and an unreachable
-registry and app. Memory: a pod's 64 MiB limit is a cgroup limit on resident memory, so the
-check is the process's peak resident set (``VmHWM`` in /proc/PID/status) staying under 64 MiB
-while a 48 MB body is sent at it; ``RLIMIT_AS``/``RLIMIT_DATA`` would count the 8 MiB virtual
-stack reserved for every thread and the interpreter's mappings, which no cgroup counts.
+registry and app, while abusers send 48 MB unauthenticated POSTs, hold 200 idle connections
+and trickle slowloris heads.
+
+Memory, enforced: a pod's 64 MiB limit is a cgroup limit, and the cgroup's OOM killer kills the
+container the moment it is charged more. No cgroup can be created in CI, and the rlimits
+are no stand-in: ``RLIMIT_AS``/``RLIMIT_DATA`` count address space (the 8 MiB stack reserved
+for every thread, glibc's 64 MiB malloc arenas, the interpreter's mappings) that no cgroup
+charges, so 64 MiB of them stops Python from starting at all. What is enforced instead, by
+:class:`RssCeiling`, from the moment the process starts until it exits: every 10 ms the test
+reads the sidecar's ``VmHWM`` (the kernel's own record of the largest resident set the process
+ever had, so a spike between two samples is not missed) and ``SIGKILL``s it as soon as that is
+over 64 MiB, as the OOM killer would; every test on the ``served`` fixture then fails, naming
+the peak. Not counted, unlike in a cgroup: the kernel's socket buffers and page cache charged
+to the container (the sidecar writes no files; its sockets are bounded by the connection limit).
 
 Every wait is for a condition with a generous bound, so the tests hold on a busy machine.
 """
@@ -59,10 +69,69 @@ def _wait_for(condition: Callable[[], bool], bound: float, step: float = 0.05) -
 
 
 @dataclass
+class RssCeiling:
+    """Kills ``pid`` the moment its peak resident set (``VmHWM``) is over ``limit`` bytes."""
+
+    pid: int
+    limit: int = 64 * MIB
+    interval: float = 0.01
+    peak: int = 0  # the largest VmHWM seen, bytes
+    killed_at: int | None = None  # the VmHWM that got the process killed
+    samples: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> RssCeiling:
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        # A pidfd names this process and no other: once it has exited (and its PID may be
+        # reused) the pidfd reads as ready and a signal through it cannot reach anyone else.
+        pidfd = os.pidfd_open(self.pid)
+        path = Path(f"/proc/{self.pid}/status")
+        try:
+            while not self._stop.is_set() and not select.select([pidfd], [], [], 0)[0]:
+                try:
+                    text = path.read_text()
+                except OSError:
+                    return  # gone
+                m = re.search(r"^VmHWM:\s+(\d+)", text, re.M)
+                if m is None:
+                    return  # a zombie: no memory left to watch
+                hwm = int(m.group(1)) * 1024
+                self.peak = max(self.peak, hwm)
+                self.samples += 1
+                if hwm > self.limit:
+                    self.killed_at = hwm
+                    with contextlib.suppress(ProcessLookupError):
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    return
+                self._stop.wait(self.interval)
+        finally:
+            os.close(pidfd)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def verdict(self) -> str:
+        if self.killed_at is not None:
+            return (
+                f"killed: resident set reached {self.killed_at / MIB:.1f} MiB, over the "
+                f"{self.limit / MIB:.0f} MiB limit"
+            )
+        return f"peak resident set {self.peak / MIB:.1f} MiB of {self.limit / MIB:.0f} MiB"
+
+
+@dataclass
 class Served:
     proc: subprocess.Popen[bytes]
     port: int
     log: Path
+    ceiling: RssCeiling
 
     def status(self) -> dict[str, int]:
         """VmRSS, VmHWM (kB), Threads and open file descriptors of the sidecar."""
@@ -151,11 +220,16 @@ def fixture_served(tmp_path: Path) -> Iterator[Served]:
             stderr=subprocess.STDOUT,
             preexec_fn=_limits,  # only setrlimit, before exec
         )
-    served = Served(proc, port, log)
+    served = Served(proc, port, log, RssCeiling(proc.pid).start())
     try:
-        assert _wait_for(lambda: _get(port, "/healthz")[0] == 200, 30), served.log_text()
+        assert _wait_for(lambda: _get(port, "/healthz")[0] == 200, 30), (
+            served.ceiling.verdict(),
+            served.log_text(),
+        )
         yield served
+        assert served.ceiling.killed_at is None, served.ceiling.verdict()
     finally:
+        served.ceiling.stop()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -176,6 +250,8 @@ class Abuse:
     sent_bytes: int = 0  # of the 48 MB bodies, before the sidecar closed the connection
     posts: int = 0  # huge POSTs finished (refused and closed, or sent whole)
     reconnects: int = 0
+    connected: int = 0  # connections the sidecar's port accepted, all abusers together
+    connect_failed: int = 0  # connection attempts refused or timed out
 
     def start(self, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, daemon=True)
@@ -190,9 +266,12 @@ class Abuse:
 
     def _connect(self) -> socket.socket | None:
         try:
-            return socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
         except OSError:
+            self.connect_failed += 1
             return None
+        self.connected += 1
+        return s
 
     def huge_post(self, size: int = 48 * MIB, rounds: int = 1000) -> None:
         """Unauthenticated POSTs with a 48 MB body, sent blindly (no waiting for an answer)."""
@@ -312,6 +391,8 @@ def test_abuse_does_not_knock_the_sidecar_over(served: Served) -> None:
         metrics = _get(port, "/metrics", timeout=5)[1].decode()
         for reason in ("bad_request", "forbidden", "body_too_large"):
             assert f'prestop_http_refused_total{{reason="{reason}"}}' in metrics, metrics
+        # The peak of the abuse alone; the drain below adds the kernel signal's pyroute2.
+        abuse_hwm = served.status()["VmHWM"]
         # The authorised hook call, for real (an unreachable registry: a degraded outcome).
         status, body = _request(
             port,
@@ -328,13 +409,19 @@ def test_abuse_does_not_knock_the_sidecar_over(served: Served) -> None:
         abuse.join()
     elapsed = time.monotonic() - started
     after = served.status()
-    assert served.proc.poll() is None
+    assert served.proc.poll() is None, served.ceiling.verdict()
+    metrics = _get(port, "/metrics", timeout=5)[1].decode()
+    refused = dict(re.findall(r'prestop_http_refused_total\{reason="(\w+)"\} (\d+)', metrics))
     print(
         f"\nbefore {before}; peak during abuse {peak}; after {after}; "
-        f"48 MB POSTs {abuse.posts} ({abuse.sent_bytes / MIB:.0f} MiB written); connections opened "
-        f"{abuse.reconnects}; /healthz answered in max {max(answered):.3f}s; {elapsed:.1f}s"
+        f"48 MB POSTs {abuse.posts} ({abuse.sent_bytes / MIB:.0f} MiB written); connections "
+        f"accepted {abuse.connected}, failed to connect {abuse.connect_failed}; refused by the "
+        f"sidecar {refused}; /healthz answered in max {max(answered):.3f}s; {elapsed:.1f}s; "
+        f"peak resident set before the authorised /prestop {abuse_hwm / 1024:.1f} MiB; "
+        f"memory: {served.ceiling.verdict()} ({served.ceiling.samples} samples)"
     )
-    assert after["VmHWM"] * 1024 < 64 * MIB, after  # peak resident memory, all run long
+    assert served.ceiling.killed_at is None, served.ceiling.verdict()
+    assert after["VmHWM"] * 1024 <= 64 * MIB, after  # the kernel's peak, the whole run long
     assert peak["Threads"] <= 20, peak  # 4 for /readyz, 8 for /prestop, the loop and start-up
     text = served.log_text()
     assert "Traceback" not in text
@@ -344,6 +431,41 @@ def test_abuse_does_not_knock_the_sidecar_over(served: Served) -> None:
     assert _wait_for(lambda: served.status()["fds"] <= before["fds"] + 2, 30), served.status()
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(15) == 0
+
+
+@pytest.mark.parametrize(("mib", "killed"), [(96, True), (8, False)])
+def test_the_memory_ceiling_is_enforced(mib: int, killed: bool) -> None:
+    """A process whose resident set goes over 64 MiB is killed (SIGKILL, like the OOM killer);
+    one that stays under is left alone. This is what makes the abuse test's 64 MiB binding."""
+    code = (
+        "import sys, time\n"
+        f"block = b'x' * ({mib} * 2**20)  # written, so resident\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    ceiling = RssCeiling(proc.pid).start()
+    try:
+        if killed:
+            assert proc.wait(60) == -signal.SIGKILL, ceiling.verdict()
+            assert ceiling.killed_at is not None and ceiling.killed_at > 64 * MIB
+            assert "killed" in ceiling.verdict()
+        else:
+            assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+            seen = ceiling.samples
+            # Several samples after the allocation, still alive and not killed.
+            assert _wait_for(lambda: ceiling.samples >= seen + 5, 30), ceiling.samples
+            assert proc.poll() is None and ceiling.killed_at is None
+            assert mib * MIB <= ceiling.peak <= 64 * MIB, ceiling.verdict()
+    finally:
+        ceiling.stop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def TOKEN_HEADER() -> str:
