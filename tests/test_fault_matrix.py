@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,6 +180,20 @@ def _world(clock: FakeClock, case: Case) -> World:
     )
 
 
+WORST: list[tuple[float, str]] = []  # (run time on the fake clock, case) per row
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_worst() -> Iterator[None]:
+    """With ``-s``: how close the slowest row came to the budget."""
+    yield
+    if WORST:
+        took, name = max(WORST)
+        print(
+            f"\nfault matrix: {len(WORST)} rows, worst run {took:.2f} s of {PLAN.budget:g} s ({name})"
+        )
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_fault_matrix(clock: FakeClock, case: Case) -> None:
     """The app is stopped, the summary is strict JSON, the exit code and the budget hold."""
@@ -189,6 +204,7 @@ def test_fault_matrix(clock: FakeClock, case: Case) -> None:
     assert world.shutdown_calls >= 1 and world.stopped, "the app was not asked to stop"
     assert run.summary is not None, "no prestop_summary line"
     assert run.summary["exit_code"] == case.exit_code == run.outcome.exit_code, run.summary
+    WORST.append((run.duration, case.name))
     assert run.duration <= PLAN.budget
     phases = run.summary["phases"]
     assert phases["shutdown"]["outcome"] == "ok"

@@ -9,8 +9,10 @@ printed as strict JSON, the exit code is 0 or 3, and the run stays within the bu
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -98,6 +100,21 @@ def worlds(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+WORST: list[tuple[float, str]] = []  # (run time on the fake clock, registry) per example
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_worst() -> Iterator[None]:
+    """With ``-s``: how close the slowest generated run came to the budget."""
+    yield
+    if WORST:
+        took, registry = max(WORST)
+        print(
+            f"\nproperty: {len(WORST)} examples, worst run {took:.2f} s of the "
+            f"{PLAN.budget:g} s budget ({registry})"
+        )
+
+
 @settings(
     derandomize=True,
     max_examples=300,
@@ -113,4 +130,5 @@ def test_any_answer_still_stops_the_app_with_a_summary(spec: dict[str, Any]) -> 
     assert world.shutdown_calls >= 1, "the app was not asked to stop"
     assert run.summary is not None, "no prestop_summary line"
     assert run.summary["exit_code"] in (0, 3)
+    WORST.append((run.duration, world.registry_kind))
     assert run.duration <= PLAN.budget

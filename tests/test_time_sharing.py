@@ -9,6 +9,7 @@ request timeout (a take-out needs 5–7 such calls), or never (each one times ou
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Literal
 
@@ -26,6 +27,21 @@ from tests.faultlab import PLAN, World, _app_port, run_world
 MIN_BUDGET = 3 + PLAN.drain.min_wait + PLAN.shutdown_timeout + 0.5
 
 
+DRAINS: list[tuple[float, str]] = []  # (drain phase duration, run) per slow-registry run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_shortest() -> Iterator[None]:
+    """With ``-s``: the shortest drain a slow registry left."""
+    yield
+    if DRAINS:
+        took, name = min(DRAINS)
+        print(
+            f"\ntime sharing: {len(DRAINS)} slow-registry runs, shortest drain {took:.2f} s "
+            f"(--min-wait {PLAN.drain.min_wait:g} s) in {name}"
+        )
+
+
 @pytest.mark.parametrize("budget", [PLAN.budget, MIN_BUDGET], ids=["budget20", "budget7.5"])
 @pytest.mark.parametrize("delay", [2.9, 10.0], ids=["answers_in_2.9s", "always_times_out"])
 @pytest.mark.parametrize("registry", ["nacos", "eureka"])
@@ -40,6 +56,7 @@ def test_a_slow_registry_leaves_the_drain_its_minimum(
     assert run.error is None and run.summary is not None
     phases = run.summary["phases"]
     drain = phases["drain"]
+    DRAINS.append((drain["duration_s"], f"{registry}, {delay:g} s per call, budget {budget:g} s"))
     assert drain["duration_s"] >= plan.drain.min_wait, phases
     assert drain["drained"] is True, phases
     assert world.stopped and phases["shutdown"]["outcome"] == "ok", phases
