@@ -337,8 +337,10 @@ def switch_result(
             "enabled": after,
             "weight": result.after.weight if result.after is not None else result.before.weight,
         },
-        "changed": before is not enabled,
+        # already_out, not the state read first: that may be our own write whose answer was lost.
+        "changed": not result.already_out,
         "already": result.already_out,
+        "write_unconfirmed": result.write_unconfirmed,
         "method": result.method,
         "weight": result.before.weight,
         "server_version": result.server_version,
@@ -364,6 +366,8 @@ def switch_line(out: dict[str, Any]) -> str:
             if kept
             else f"weight {before['weight']:g} -> {after['weight']:g}; {how}"
         )
+    if out.get("write_unconfirmed"):
+        how += "; the answer was lost, the instance read back as written"
     return (
         f"{head} {_service_state(before['enabled'])} -> {_service_state(after['enabled'])} ({how})"
     )

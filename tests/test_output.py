@@ -126,6 +126,25 @@ def test_down_then_up_say_what_changed(
     assert world.enabled is True
 
 
+@pytest.mark.parametrize("kind", ["nacos", "eureka"])
+def test_down_whose_answer_was_lost_says_so(
+    monkeypatch: pytest.MonkeyPatch, terminal: None, kind: str
+) -> None:
+    """The write landed and its answer was lost: a change, read back, not "already"."""
+    world = _world(monkeypatch, kind)
+    write = "PATCH /nacos/v1/ns/instance"
+    if kind == "eureka":
+        write = "PUT /eureka/apps/ORDERS/pod-1:orders:8080/status"
+    world.lost_answers[write] = 1
+    down = invoke("down", env=NACOS_ENV if kind == "nacos" else EUREKA_ENV)
+    assert down.exit_code == 0, down.output
+    (line,) = down.stdout.splitlines()
+    assert "in service -> out of service" in line
+    assert "the answer was lost, the instance read back as written" in line
+    summary = events(down.stderr)[-1]
+    assert summary["write_unconfirmed"] is True and summary["already"] is False
+
+
 def test_down_json_keeps_the_summary_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     _world(monkeypatch)
     result = invoke("down", env=NACOS_ENV)

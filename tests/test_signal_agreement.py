@@ -201,8 +201,31 @@ def test_a_drain_that_runs_into_its_deadline_does_not_report_a_missing_signal(
 
 
 def test_no_time_for_the_drain_is_said_as_such(clock: FakeClock) -> None:
-    """Registry steps that use all the time before the shutdown: `drain_no_time`, not "no
-    signal"."""
+    """A registry step that overruns its deadline (a call that ignored its timeout) and eats
+    the drain's share too: `drain_no_time`, not "no signal"."""
+
+    class SlowRegistry(FakeRegistry):
+        def visible_to_consumers(self, deadline: Deadline) -> bool:
+            self.clock.advance(deadline.remaining() + 10)  # past the drain's time as well
+            return True
+
+    registry = SlowRegistry(clock)
+    signal: TrafficSignal = DeadlineAware()
+    deps = Deps(registry=registry, signal=signal, action=FakeAction(), clock=clock, app_port=1)
+    plan = Plan(budget=20, drain=DrainConfig(1, 60, 2, 0.25), confirm_timeout=30)
+    with capture_logs() as logs:
+        run_drain(deps, plan)
+    names = [e["event"] for e in logs]
+    assert "drain_no_time" in names
+    assert "drain_without_signal" not in names
+    assert "drain_signal_unavailable" not in names
+
+
+def test_registry_steps_that_use_all_their_time_leave_the_drain_its_share(
+    clock: FakeClock,
+) -> None:
+    """Time sharing: confirm uses everything it is given, and the drain still has min_wait
+    and reads its signal (neither `drain_no_time` nor "no signal")."""
 
     class SlowRegistry(FakeRegistry):
         def visible_to_consumers(self, deadline: Deadline) -> bool:
@@ -210,12 +233,13 @@ def test_no_time_for_the_drain_is_said_as_such(clock: FakeClock) -> None:
             return True
 
     registry = SlowRegistry(clock)
-    signal: TrafficSignal = DeadlineAware()
+    signal = DeadlineAware()
     deps = Deps(registry=registry, signal=signal, action=FakeAction(), clock=clock, app_port=1)
     plan = Plan(budget=12, drain=DrainConfig(1, 60, 2, 0.25), confirm_timeout=30)
     with capture_logs() as logs:
-        run_drain(deps, plan)
+        outcome = run_drain(deps, plan)
     names = [e["event"] for e in logs]
-    assert "drain_no_time" in names
-    assert "drain_without_signal" not in names
-    assert "drain_signal_unavailable" not in names
+    drain = outcome.phase("drain")
+    assert drain is not None and drain.duration >= plan.drain.min_wait
+    assert "drain_no_time" not in names and "drain_without_signal" not in names
+    assert signal.refused == 0
