@@ -840,15 +840,16 @@ def check_drain_budget(cfg: Config) -> None:
     """
     from agent.sequence import EXIT_MARGIN
 
-    need = cfg.http_timeout + cfg.min_wait + cfg.shutdown_timeout + EXIT_MARGIN
+    # One poll too: time sharing ends the registry steps min-wait + one poll before the drain.
+    need = cfg.http_timeout + cfg.min_wait + cfg.poll_interval + cfg.shutdown_timeout + EXIT_MARGIN
     if cfg.budget < need:
         source = cfg.sources.get("budget", "default")
         shown = f"{cfg.budget:g}" + ("" if source.startswith("--") else f" from {source}")
         raise ConfigError(
             f"--budget {shown}: too short for a take-out, the minimum drain and the shutdown; "
             f"give at least {need:g} (--http-timeout {cfg.http_timeout:g} + --min-wait "
-            f"{cfg.min_wait:g} + --shutdown-timeout {cfg.shutdown_timeout:g} + "
-            f"{EXIT_MARGIN:g} to exit), or lower those"
+            f"{cfg.min_wait:g} + --poll-interval {cfg.poll_interval:g} + --shutdown-timeout "
+            f"{cfg.shutdown_timeout:g} + {EXIT_MARGIN:g} to exit), or lower those"
         )
 
 

@@ -387,11 +387,11 @@ def test_a_grace_period_shorter_than_the_budget_fails(helm: Path) -> None:
 
 
 def test_a_budget_below_the_agents_minimum_fails(helm: Path) -> None:
-    """`drain` and `serve` refuse a budget under 10.5 s with the default timeouts."""
+    """`drain` and `serve` refuse a budget under 10.75 s with the default timeouts."""
     for setting in ("--set", "agent.budget=5"), ("--set-json", "agent.budget=10.4"):
         error = helm_error(run_helm(helm, "template", "orders", str(CHART), *setting))
         assert "agent.budget" in error
-        assert "below 10.5 s" in error
+        assert "below 10.75 s" in error
 
 
 # ---------------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_log_level() -> None:
 
 @pytest.mark.parametrize(
     ("flags", "need"),
-    [({"budget": "4"}, "10.5"), ({"shutdown_timeout": "30"}, "35.5")],
+    [({"budget": "4"}, "10.75"), ({"shutdown_timeout": "30"}, "35.75")],
 )
 def test_a_budget_that_cannot_fit_the_sequence_is_refused(
     flags: dict[str, object], need: str

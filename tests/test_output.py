@@ -227,10 +227,10 @@ def test_small_budget_plan_is_truthful() -> None:
 
 @pytest.mark.parametrize("budget", ["5", "10"])
 def test_dry_run_below_the_minimum_exits_2(budget: str) -> None:
-    """--budget 5 (or 10) cannot hold one call + min-wait + shutdown + exit (10.5 s): exit 2."""
+    """--budget 5 (or 10) cannot hold one call + min-wait + poll + shutdown + exit (10.75 s): exit 2."""
     result = invoke("drain", "--dry-run", "--budget", budget, env=NACOS_ENV)
     assert result.exit_code == 2
-    assert "give at least 10.5" in result.stderr
+    assert "give at least 10.75" in result.stderr
     assert result.stdout == ""
 
 

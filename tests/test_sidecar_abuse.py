@@ -203,7 +203,7 @@ def fixture_served(tmp_path: Path) -> Iterator[Served]:
         "PRESTOP_IP": "127.0.0.1",
         "PRESTOP_PORT": str(_unused_port()),
         # A short run that still holds a registry call, the minimum drain and the shutdown.
-        "PRESTOP_BUDGET": "5",
+        "PRESTOP_BUDGET": "6",
         "PRESTOP_HTTP_TIMEOUT": "1",
         "PRESTOP_MIN_WAIT": "0.5",
         "PRESTOP_SHUTDOWN_TIMEOUT": "3",

@@ -244,7 +244,7 @@ def test_sigterm_during_a_drain_does_not_cut_it_short(nacos: NacosEmulator) -> N
         [sys.executable, "-m", "agent", "serve", "--listen", f"127.0.0.1:{side_port}"],
         env={
             **base,
-            # A 2 s minimum drain needs a budget of at least 10.5 s (check_drain_budget).
+            # A 2 s minimum drain needs a budget of at least 10.75 s (check_drain_budget).
             **env(nacos, app_port, PRESTOP_MIN_WAIT="2", PRESTOP_BUDGET="12"),
             "PRESTOP_LOG_FORMAT": "json",
         },

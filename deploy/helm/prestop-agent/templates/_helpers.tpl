@@ -30,8 +30,8 @@ staleness (Nacos 35.5 s, Eureka 95 s) + a quiet window 6.9 s + shutdown 5 s + ma
 {{- $budget := .Values.agent.budget -}}
 {{- if kindIs "invalid" $budget -}}
 {{- $budget = ternary 110 50 (eq .Values.registry.type "eureka") -}}
-{{- else if lt (float64 $budget) 10.5 -}}
-{{- fail (printf "agent.budget %v is below 10.5 s, the shortest budget `prestop drain` and `prestop serve` accept with the default timeouts (--http-timeout + --min-wait + --shutdown-timeout + 0.5 s)" $budget) -}}
+{{- else if lt (float64 $budget) 10.75 -}}
+{{- fail (printf "agent.budget %v is below 10.75 s, the shortest budget `prestop drain` and `prestop serve` accept with the default timeouts (--http-timeout + --min-wait + --poll-interval + --shutdown-timeout + 0.5 s)" $budget) -}}
 {{- end -}}
 {{- $budget -}}
 {{- end -}}
