@@ -7,7 +7,11 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+
+import pytest
+from click.testing import CliRunner
 
 from prestop_lab import procs
 from prestop_lab.demo import DemoResult, DemoSettings, drain_setter, render
@@ -150,3 +154,33 @@ def test_demo_table_says_why_it_failed() -> None:
     text = render(demo_result(errors=3), DemoSettings())
     assert "343 req sent, 3 failed (3 connect refused)" in text
     assert text.splitlines()[-1].endswith("FAIL: 3 requests failed")
+
+
+def test_lab_json_alone_prints_json_and_with_a_path_writes_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`prestop lab --json`: JSON on stdout instead of the table, no progress lines;
+    `--json PATH`: the file, and the table on stdout."""
+    from prestop_lab import cli, demo
+
+    seen: list[Progress] = []
+
+    def fake_run_demo(settings: DemoSettings, progress: Progress) -> DemoResult:
+        seen.append(progress)
+        return demo_result()
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    runner = CliRunner()
+    result = runner.invoke(cli.lab, ["--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["result"]["drained_instance"] == "127.0.0.1:50913"
+    assert seen[-1].enabled is False
+    path = tmp_path / "demo.json"
+    result = runner.invoke(cli.lab, ["--json", str(path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(path.read_text())["result"]["requests"] == 343
+    assert "drained   127.0.0.1:50913" in result.stdout
+    result = runner.invoke(cli.lab, [])
+    assert result.exit_code == 0, result.output
+    assert seen[-1].enabled is True
