@@ -161,7 +161,8 @@ def test_lab_json_alone_prints_json_and_with_a_path_writes_it(
 ) -> None:
     """`prestop lab --json`: JSON on stdout instead of the table, no progress lines;
     `--json PATH`: the file, and the table on stdout."""
-    from prestop_lab import cli, demo
+    from prestop_lab import demo
+    from prestop_lab.cli import lab
 
     seen: list[Progress] = []
 
@@ -171,16 +172,16 @@ def test_lab_json_alone_prints_json_and_with_a_path_writes_it(
 
     monkeypatch.setattr(demo, "run_demo", fake_run_demo)
     runner = CliRunner()
-    result = runner.invoke(cli.lab, ["--json"])
+    result = runner.invoke(lab, ["--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["result"]["drained_instance"] == "127.0.0.1:50913"
     assert seen[-1].enabled is False
     path = tmp_path / "demo.json"
-    result = runner.invoke(cli.lab, ["--json", str(path)])
+    result = runner.invoke(lab, ["--json", str(path)])
     assert result.exit_code == 0, result.output
     assert json.loads(path.read_text())["result"]["requests"] == 343
     assert "drained   127.0.0.1:50913" in result.stdout
-    result = runner.invoke(cli.lab, [])
+    result = runner.invoke(lab, [])
     assert result.exit_code == 0, result.output
     assert seen[-1].enabled is True
