@@ -643,6 +643,15 @@ def heading(settings: RolloutSettings) -> str:
     )
 
 
+SHORT_KINDS = {"connect_refused": "refused", "connection_reset": "reset"}
+
+
+def error_kinds(by_kind: dict[str, int]) -> str:
+    """``{'connect_refused': 145, 'connection_reset': 1}`` as ``145 refused, 1 reset``."""
+    ordered = sorted(by_kind.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{n} {SHORT_KINDS.get(k, k.replace('_', ' '))}" for k, n in ordered)
+
+
 def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
     lines = [
         heading(settings),
@@ -661,7 +670,7 @@ def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
             f"{r.rollout_s:>8.1f} s"
         )
         if r.errors_by_kind:
-            lines.append(f"{'':<21}errors by kind: {r.errors_by_kind}")
+            lines.append(f"{'':<21}failed: {error_kinds(r.errors_by_kind)}")
         rss = [p.sidecar_rss_mb for p in r.pods if p.sidecar_rss_mb is not None]
         overhead = [p.hook_overhead_s for p in r.pods if p.hook_overhead_s is not None]
         if rss:
