@@ -7,10 +7,13 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 from prestop_lab import report
 from prestop_lab.consumer import Record
+from prestop_lab.progress import Progress
 from prestop_lab.rollout import (
     PodEvent,
     PodResult,
@@ -162,3 +165,35 @@ def test_render_table_has_units() -> None:
     assert " req" in agent
     assert agent.rstrip().endswith(" s")
     assert "5.0/4.0, 5.0/4.0, 5.0/4.0 s" in agent
+
+
+def test_rollout_command_writes_the_report_and_json_is_quiet(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`prestop lab rollout` writes rollout.json naming the report's files, prints a table
+    and progress lines; with `--json` it prints the document and no progress line."""
+    from prestop_lab import cli
+
+    seen: list[Progress] = []
+
+    def fake_run_all(runs: list[RolloutSettings], progress: Progress) -> list[RolloutResult]:
+        seen.append(progress)
+        return results()
+
+    monkeypatch.setattr(cli, "_run_all", fake_run_all)
+    runner = CliRunner()
+    out = tmp_path / "out"
+    done = runner.invoke(cli.lab, ["rollout", "--out", str(out), "--json"])
+    assert done.exit_code == 0, done.output
+    assert done.stderr == ""
+    doc = json.loads(done.stdout)
+    assert doc["settings"]["strategies"] == ["none", "sleep", "agent"]
+    assert doc["report"] == ["rollout.png", "rollout.svg"]
+    assert json.loads((out / "rollout.json").read_text())["report"] == doc["report"]
+    assert (out / "rollout.png").stat().st_size > 10_000
+    done = runner.invoke(cli.lab, ["rollout", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert [p.enabled for p in seen] == [False, True]
+    assert "worst drain/bound" in done.stdout
+    assert str(out / "rollout.png") in done.stdout
+    assert "lab: drawing the report" in done.stderr
