@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -367,10 +368,11 @@ class Kubelet:
             self.progress.say(self.who, f"{self.names.get(port, port)} {say}")
 
     def _mark_phases(self, port: int, summary: dict[str, Any], ended: float) -> None:
-        """The agent's phases, counted back from the preStop's end (the summary has durations)."""
+        """The agent's phases, counted back from the summary's log time (else ``ended``, the
+        preStop's end, which is a process exit later) by the phases' durations."""
         phases = summary.get("phases", {})
         ends: dict[str, float] = {}
-        at = ended
+        at = _monotonic_of(summary.get("timestamp"), ended)
         for name, phase in reversed(list(phases.items())):
             ends[name] = at
             at -= float(phase.get("duration_s") or 0.0)
@@ -492,6 +494,19 @@ class Kubelet:
         except httpx.HTTPError:
             return 1
         return 0
+
+
+def _monotonic_of(timestamp: object, default: float) -> float:
+    """A log line's ISO UTC time on this process's monotonic clock; ``default`` if unreadable."""
+    if not isinstance(timestamp, str):
+        return default
+    try:
+        wall = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return default
+    at = wall - (time.time() - time.monotonic())
+    # A wall-clock step must not move the marks past the preStop's end or far before it.
+    return at if default - 30.0 < at <= default else default
 
 
 def run_rollout(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import random
+import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -15,6 +18,8 @@ from prestop_lab import report
 from prestop_lab.consumer import Record
 from prestop_lab.progress import Progress
 from prestop_lab.rollout import (
+    Kubelet,
+    LabRegistry,
     PodEvent,
     PodResult,
     RolloutResult,
@@ -197,3 +202,27 @@ def test_rollout_command_writes_the_report_and_json_is_quiet(
     assert "worst drain/bound" in done.stdout
     assert str(out / "rollout.png") in done.stdout
     assert "lab: drawing the report" in done.stderr
+
+
+def test_agent_marks_count_back_from_the_summary_time() -> None:
+    """The agent's take-out, confirm and drain end are placed by its summary: its log time,
+    minus the later phases' durations; without a readable time, from the preStop's end."""
+    kubelet = Kubelet(RolloutSettings(), cast(LabRegistry, None))
+    phases = {
+        "take_out": {"outcome": "ok", "duration_s": 0.5},
+        "confirm": {"outcome": "ok", "duration_s": 1.0, "time_to_invisible_s": 1.0},
+        "drain": {"outcome": "ok", "duration_s": 4.0},
+        "shutdown": {"outcome": "ok", "duration_s": 0.6, "how": "actuator"},
+    }
+    ended = time.monotonic() + 2.0  # the process exit comes after the summary line
+    stamp = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    kubelet._mark_phases(1, {"phases": phases, "timestamp": stamp}, ended)
+    kubelet._mark_phases(2, {"phases": phases, "timestamp": "garbage"}, ended)
+    by_time = dict(kubelet.marks[1])
+    assert by_time["drain_end"] == by_time["shutdown"]
+    assert by_time["confirmed"] - by_time["take_out"] == pytest.approx(1.0)
+    assert by_time["drain_end"] - by_time["confirmed"] == pytest.approx(4.0)
+    # 2.6 s before the end, less however long this test was paused between its two clocks.
+    assert 2.6 - 1.0 < ended - by_time["drain_end"] <= 2.6 + 0.01
+    fallback = dict(kubelet.marks[2])
+    assert ended - fallback["drain_end"] == pytest.approx(0.6)
