@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -406,6 +407,7 @@ def write_report(
     fig = draw(results, settings)
     png, svg = out / PNG_NAME, out / SVG_NAME
     fig.savefig(png, format="png", dpi=DPI, facecolor="white")
-    # No date in the SVG: the same results give the same file.
-    fig.savefig(svg, format="svg", facecolor="white", metadata={"Date": None})
+    # Text as text (searchable, smaller), and no date: the same results give the same file.
+    with rc_context({"svg.fonttype": "none"}):
+        fig.savefig(svg, format="svg", facecolor="white", metadata={"Date": None})
     return [png, svg]

@@ -124,8 +124,8 @@ def test_report_png_has_the_size_and_is_not_blank(tmp_path: Path) -> None:
         assert non_white > 0.05, (r.strategy, non_white)
     svg = (tmp_path / "rollout.svg").read_text()
     assert svg.lstrip().startswith("<?xml")
-    assert "old-1" in svg
-    assert "new-3" in svg
+    assert ">old-1<" in svg  # lane names as text, not only as glyph paths
+    assert ">new-3<" in svg
 
 
 def test_lanes_name_old_pods_then_new_ones() -> None:
