@@ -34,6 +34,7 @@ from prestop_lab.rollout import RolloutResult, RolloutSettings
     default=None,
     is_flag=False,
     flag_value="-",
+    metavar="[PATH]",
     help="Write the result as JSON to PATH (alone or '-': print it instead of the table). "
     "No progress lines.",
 )
