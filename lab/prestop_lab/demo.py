@@ -361,11 +361,12 @@ def _phase_rows(result: DemoResult, settings: DemoSettings) -> list[tuple[str, s
             )
         )
     if drain:
-        after = drain.get("requests_after_take_out")
-        tail = "" if after is None else f"; {after:g} req after the take-out"
-        rows.append(
-            ("drain", _s(drain.get("duration_s")), drain_setter(drain, result.min_wait_s) + tail)
-        )
+        rows.append(("drain", _s(drain.get("duration_s")), drain_setter(drain, result.min_wait_s)))
+        rate, after = drain.get("rate_before"), drain.get("requests_after_take_out")
+        traffic = [f"{rate:.1f} req/s before the take-out"] if _number(rate) else []
+        traffic += [f"{after:g} req after it"] if _number(after) else []
+        if traffic:
+            rows.append(("", "", ", ".join(traffic)))
     if shutdown:
         stopped = shutdown.get("stopped_after_s")
         what = str(shutdown.get("detail") or shutdown.get("how") or shutdown.get("outcome"))
@@ -391,9 +392,7 @@ def drain_setter(drain: dict[str, Any], min_wait: float | None) -> str:
     """What ended the drain: --min-wait, the quiet window, or a cap."""
     reason = drain.get("reason")
     window = drain.get("quiet_window_s")
-    rate = drain.get("rate_before")
     took = drain.get("duration_s")
-    at_rate = f" at {rate:.1f} req/s before the take-out" if isinstance(rate, (int, float)) else ""
     if reason == "max_wait":
         return "gave up at --max-wait: traffic did not stop"
     if reason == "deadline":
@@ -406,11 +405,12 @@ def drain_setter(drain: dict[str, Any], min_wait: float | None) -> str:
         and isinstance(took, (int, float))
         and took <= min_wait + MIN_WAIT_SLACK
     ):
-        return (
-            f"set by --min-wait {min_wait:g} s (the quiet window, {_s(window)}{at_rate}, "
-            "had passed)"
-        )
-    return f"set by the quiet window: {_s(window)} without a new request{at_rate}"
+        return f"set by --min-wait {min_wait:g} s: the quiet window ({_s(window)}) had passed"
+    return f"set by the quiet window: {_s(window)} without a new request"
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _s(value: float | None) -> str:
