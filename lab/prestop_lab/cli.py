@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 
 import click
 
 from prestop_lab.java import JavaLabMissing
+from prestop_lab.progress import Progress
 from prestop_lab.rollout import RolloutResult, RolloutSettings
 
 
@@ -25,7 +27,17 @@ from prestop_lab.rollout import RolloutResult, RolloutSettings
     help="The emulator and Python apps, or a real Nacos (2.x/3.x, auth on) and Spring Cloud "
     "apps; --staleness is then the consumer's load-balancer cache.",
 )
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    is_flag=False,
+    flag_value="-",
+    metavar="[PATH]",
+    help="Write the result as JSON to PATH (alone or '-': print it instead of the table). "
+    "No progress lines.",
+)
 @click.pass_context
 def lab(
     ctx: click.Context,
@@ -40,24 +52,34 @@ def lab(
     """Run the preStop demo: emulator, two app instances, a consumer, and `prestop drain`."""
     if ctx.invoked_subcommand is not None:
         return
-    from prestop_lab.demo import DemoSettings, render, run_demo, run_real_demo, write_json
+    from prestop_lab.demo import (
+        DemoSettings,
+        json_doc,
+        render,
+        run_demo,
+        run_real_demo,
+        write_json,
+    )
+    from prestop_lab.progress import QUIET
 
     settings = DemoSettings(
         flavour=flavour, auth=auth, rate=rate, staleness=staleness, budget=budget, stack=stack
     )
+    progress = QUIET if json_path is not None else Progress()
     if stack == "real":
         if flavour == "1.x":
             raise click.UsageError("--stack real: the real stack has Nacos 2.x and 3.x")
-        click.echo(f"lab: real Nacos {flavour}, 2 Spring Cloud providers, a consumer ...")
         try:
-            result = run_real_demo(settings)
+            result = run_real_demo(settings, progress)
         except JavaLabMissing as exc:
             raise click.UsageError(f"--stack real: {exc}") from None
     else:
-        click.echo(f"lab: Nacos {flavour} emulator, 2 demo apps, a consumer at {rate:g} req/s ...")
-        result = run_demo(settings)
-    click.echo(render(result, settings))
-    if json_path is not None:
+        result = run_demo(settings, progress)
+    if json_path == Path("-"):
+        click.echo(json.dumps(json_doc(result, settings), indent=2))
+    else:
+        click.echo(render(result, settings))
+    if json_path is not None and json_path != Path("-"):
         write_json(result, settings, json_path)
         click.echo(f"wrote {json_path}")
     sys.exit(0 if result.passed else 1)
@@ -97,6 +119,12 @@ def lab(
     help="The real Nacos server's line (with --stack real --registry nacos).",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("lab-results"))
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print rollout.json's document instead of the table, and no progress lines.",
+)
 def rollout(
     strategy: str,
     replicas: int,
@@ -110,9 +138,15 @@ def rollout(
     stack: str,
     flavour: str,
     out: Path,
+    as_json: bool,
 ) -> None:
-    """Benchmark a rolling update: no preStop, a fixed sleep, and the agent."""
-    from prestop_lab.rollout import STRATEGIES, render, write_json
+    """Benchmark a rolling update: no preStop, a fixed sleep, and the agent.
+
+    Writes rollout.json and the report (rollout.png, rollout.svg) into --out.
+    """
+    from prestop_lab.progress import QUIET, Progress
+    from prestop_lab.report import write_report
+    from prestop_lab.rollout import STRATEGIES, json_doc, render, write_json
 
     strategies = STRATEGIES if strategy == "all" else (strategy,)
     runs = [
@@ -131,34 +165,36 @@ def rollout(
         )
         for name in strategies
     ]
+    progress = QUIET if as_json else Progress()
     try:
-        results = _run_all(runs, out)
+        results = _run_all(runs, progress)
     except JavaLabMissing as exc:
         raise click.UsageError(f"--stack real: {exc}") from None
-    click.echo(render(results, runs[-1]))
-    write_json(results, runs[-1], out / "rollout.json")
-    click.echo(f"wrote {out / 'rollout.json'} and {out}/rollout-*.svg")
+    progress.say("lab", "drawing the report")
+    files = [f.name for f in write_report(results, runs[-1], out)]
+    write_json(results, runs[-1], out / "rollout.json", files)
+    if as_json:
+        click.echo(json.dumps(json_doc(results, runs[-1], files), indent=2))
+    else:
+        click.echo(render(results, runs[-1]))
+        click.echo(f"wrote {out / 'rollout.json'}, " + ", ".join(str(out / f) for f in files))
     ok = all(r.errors == 0 for r in results if r.strategy.startswith("agent"))
     sys.exit(0 if ok else 1)
 
 
-def _run_all(runs: list[RolloutSettings], out: Path) -> list[RolloutResult]:
+def _run_all(runs: list[RolloutSettings], progress: Progress) -> list[RolloutResult]:
     """Each strategy's rollout; on the real stack they share one registry."""
-    from prestop_lab.rollout import make_lab, run_rollout, write_svg
+    from prestop_lab.rollout import make_lab, run_rollout
 
     results = []
     with contextlib.ExitStack() as stack:
         # A real server takes tens of seconds to start: the strategies share one.
-        shared = stack.enter_context(make_lab(runs[0])) if runs[0].stack == "real" else None
+        shared = None
+        if runs[0].stack == "real":
+            progress.say("lab", f"starting the real {runs[0].registry} server(s), up to a minute")
+            shared = stack.enter_context(make_lab(runs[0]))
         for settings in runs:
-            click.echo(f"running strategy {settings.strategy} ...", err=True)
-            result = run_rollout(settings, shared)
-            results.append(result)
-            write_svg(
-                result.records,
-                out / f"rollout-{result.strategy}.svg",
-                f"rollout, strategy {result.strategy}",
-            )
+            results.append(run_rollout(settings, shared, progress))
     return results
 
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +33,7 @@ from prestop_lab import procs
 from prestop_lab.consumer import Consumer, ConsumerConfig, Record
 from prestop_lab.demo import SERVICE, agent_env, start_app, summary_line
 from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
+from prestop_lab.progress import QUIET, Progress
 
 STRATEGIES = ("none", "sleep", "agent")
 TOKEN = "lab-sidecar-token"
@@ -101,6 +103,23 @@ class PodResult:
     prestop_summary: dict[str, Any] = field(default_factory=dict)
     sidecar_rss_mb: float | None = None  # idle, just before the pod's termination
     hook_overhead_s: float | None = None  # the httpGet call's time minus the sequence's own
+    pod: str = ""  # old-1, old-2, …: its lane in the report
+
+
+@dataclass
+class PodEvent:
+    """A moment in a pod's life during the rollout: the report's marks.
+
+    ``kind``: ``started`` and ``ready`` (new pods); ``prestop_start``, ``take_out``,
+    ``confirmed`` (consumers' list no longer has it), ``drain_end``, ``shutdown`` (the POST, or
+    the agent's signal to the app), ``prestop_end``, ``sigterm``, ``port_closed``, ``sigkill``
+    (old pods). The agent's phases come from its summary, counted back from the preStop's end.
+    """
+
+    pod: str  # old-N: a pod the rollout replaced; new-N: one it started
+    instance: str
+    kind: str
+    t: float  # seconds from the rollout's start
 
 
 @dataclass
@@ -111,8 +130,10 @@ class RolloutResult:
     errors_by_kind: dict[str, int]
     rollout_s: float
     pods: list[PodResult] = field(default_factory=list)
-    # Every request the consumers made, for the timeline picture; not written to the JSON.
+    events: list[PodEvent] = field(default_factory=list)
+    # Every request the consumers made, for the report's picture; not written to the JSON.
     records: list[Record] = field(default_factory=list, repr=False)
+    started_at: float = field(default=0.0, repr=False)  # time.monotonic() at the rollout's start
 
     @property
     def worst_ratio(self) -> float | None:
@@ -327,13 +348,42 @@ def make_lab(s: RolloutSettings) -> LabRegistry:
 class Kubelet:
     """Terminates a pod the way kubelet does, with one of the preStop strategies."""
 
-    def __init__(self, settings: RolloutSettings, lab: LabRegistry) -> None:
+    def __init__(
+        self, settings: RolloutSettings, lab: LabRegistry, progress: Progress = QUIET, who: str = ""
+    ) -> None:
         self.s = settings
         self.lab = lab
         self.summaries: dict[int, dict[str, Any]] = {}
         self.sidecars: dict[int, tuple[procs.Proc, int]] = {}  # app port -> (process, port)
         self.rss_mb: dict[int, float] = {}
         self.overhead_s: dict[int, float] = {}
+        self.progress = progress
+        self.who = who or settings.strategy
+        self.names: dict[int, str] = {}  # app port -> old-1, …
+        self.marks: dict[int, list[tuple[str, float]]] = {}  # app port -> (kind, monotonic)
+
+    def mark(self, port: int, kind: str, at: float | None = None, say: str = "") -> None:
+        self.marks.setdefault(port, []).append((kind, time.monotonic() if at is None else at))
+        if say:
+            self.progress.say(self.who, f"{self.names.get(port, port)} {say}")
+
+    def _mark_phases(self, port: int, summary: dict[str, Any], ended: float) -> None:
+        """The agent's phases, counted back from the summary's log time (else ``ended``, the
+        preStop's end, which is a process exit later) by the phases' durations."""
+        phases = summary.get("phases", {})
+        ends: dict[str, float] = {}
+        at = _monotonic_of(summary.get("timestamp"), ended)
+        for name, phase in reversed(list(phases.items())):
+            ends[name] = at
+            at -= float(phase.get("duration_s") or 0.0)
+        if phases.get("take_out", {}).get("outcome") == "ok":
+            self.mark(port, "take_out", ends["take_out"])
+        if phases.get("confirm", {}).get("time_to_invisible_s") is not None:
+            self.mark(port, "confirmed", ends["confirm"])
+        if "drain" in ends:
+            self.mark(port, "drain_end", ends["drain"])
+        if phases.get("shutdown", {}).get("how") not in (None, "none"):
+            self.mark(port, "shutdown", ends.get("drain", ended))
 
     def start_sidecar(self, app_port: int) -> None:
         """A `prestop serve` container beside the app, sharing its network namespace."""
@@ -356,13 +406,26 @@ class Kubelet:
         watcher = threading.Thread(target=self._watch_port, args=(port, t0, closed), daemon=True)
         watcher.start()
         deadline = t0 + self.s.grace
+        if self.s.strategy != "none":
+            self.mark(port, "prestop_start", t0, say="preStop started")
         prestop_exit = self._prestop(port, deadline)
+        if self.s.strategy != "none":
+            self.mark(port, "prestop_end", say=f"preStop ended (exit {prestop_exit})")
         if app.popen.poll() is None:
+            self.mark(port, "sigterm", say="SIGTERM")
             app.popen.send_signal(signal.SIGTERM)
         killed = app.wait(max(0.1, deadline - time.monotonic())) is None
         if killed:
+            self.mark(port, "sigkill", say=f"SIGKILL at the grace period ({self.s.grace:g} s)")
             app.kill()
         watcher.join(2)
+        if closed:
+            self.mark(port, "port_closed", closed[0])
+            self.progress.say(
+                self.who,
+                f"{self.names.get(port, port)} gone: port closed {closed[0] - t0:.1f} s"
+                " after the termination began",
+            )
         return t0, (closed[0] - t0) if closed else None, prestop_exit, killed
 
     @staticmethod
@@ -386,10 +449,12 @@ class Kubelet:
             procs.prestop_argv("drain"),
             env=self.lab.agent_env(port, budget),
         )
-        code = agent.wait(max(0.1, deadline - time.monotonic()))
+        with self.progress.follow(agent, self.who, self.names.get(port, "")):
+            code = agent.wait(max(0.1, deadline - time.monotonic()))
         if code is None:
             agent.kill()
         self.summaries[port] = summary_line(agent.lines)
+        self._mark_phases(port, self.summaries[port], time.monotonic())
         return code
 
     def _http_hook(self, port: int, deadline: float) -> int:
@@ -399,17 +464,19 @@ class Kubelet:
         proc.popen.send_signal(signal.SIGTERM)
         started = time.monotonic()
         try:
-            response = httpx.get(
-                f"http://127.0.0.1:{side_port}/prestop",
-                headers={"X-Prestop-Token": TOKEN},
-                timeout=max(0.1, deadline - time.monotonic()),
-            )
+            with self.progress.follow(proc, self.who, self.names.get(port, "")):
+                response = httpx.get(
+                    f"http://127.0.0.1:{side_port}/prestop",
+                    headers={"X-Prestop-Token": TOKEN},
+                    timeout=max(0.1, deadline - time.monotonic()),
+                )
             body = response.json()
         except (httpx.HTTPError, ValueError):
             proc.kill()
             return 1
         self.overhead_s[port] = round(time.monotonic() - started - body.get("duration_s", 0), 3)
         self.summaries[port] = body
+        self._mark_phases(port, body, time.monotonic())
         proc.wait(10)
         proc.kill()
         return 0 if response.status_code == 200 and body.get("exit_code") == 0 else 3
@@ -417,7 +484,11 @@ class Kubelet:
     def _sleep_script(self, port: int, deadline: float) -> int:
         # The script people paste: curl -X PUT (take out); sleep N; curl -X POST shutdown.
         self.lab.take_out_by_hand(port)
-        time.sleep(max(0.0, min(self.lab.sleep_seconds(), deadline - time.monotonic())))
+        sleep = max(0.0, min(self.lab.sleep_seconds(), deadline - time.monotonic()))
+        self.mark(port, "take_out", say=f"taken out by hand; sleeping {sleep:.1f} s")
+        time.sleep(sleep)
+        self.mark(port, "drain_end")
+        self.mark(port, "shutdown", say="shutdown POST")
         try:
             httpx.post(f"http://127.0.0.1:{port}/actuator/shutdown", timeout=3)
         except httpx.HTTPError:
@@ -425,25 +496,46 @@ class Kubelet:
         return 0
 
 
-def run_rollout(settings: RolloutSettings, lab: LabRegistry | None = None) -> RolloutResult:
+def _monotonic_of(timestamp: object, default: float) -> float:
+    """A log line's ISO UTC time on this process's monotonic clock; ``default`` if unreadable."""
+    if not isinstance(timestamp, str):
+        return default
+    try:
+        wall = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return default
+    at = wall - (time.time() - time.monotonic())
+    # A wall-clock step must not move the marks past the preStop's end or far before it.
+    return at if default - 30.0 < at <= default else default
+
+
+def run_rollout(
+    settings: RolloutSettings, lab: LabRegistry | None = None, progress: Progress = QUIET
+) -> RolloutResult:
     """One rolling update with one strategy; ``lab``: a registry already running, kept running."""
     if lab is None:
         with make_lab(settings) as own:
-            return _rollout(settings, own)
-    return _rollout(settings, lab)
+            return _rollout(settings, own, progress)
+    return _rollout(settings, lab, progress)
 
 
-def _rollout(settings: RolloutSettings, lab: LabRegistry) -> RolloutResult:
+def _rollout(settings: RolloutSettings, lab: LabRegistry, progress: Progress) -> RolloutResult:
     s = settings
     apps: dict[int, procs.Proc] = {}
     # A JVM registers a little after its health answers; a Python demo app at once.
     register_timeout = 60 if s.stack == "real" else 15
     consumers: Sequence[Load] = []
     sidecar_mode = s.mode == "sidecar" and s.strategy == "agent"
-    kubelet = Kubelet(s, lab)
+    name = f"{s.strategy}-sidecar" if sidecar_mode else s.strategy
+    if s.registry != "nacos":
+        name = f"{name}-{s.registry}"
+    kubelet = Kubelet(s, lab, progress, name)
+    new_marks: list[tuple[str, int, str, float]] = []  # (pod, port, kind, monotonic)
     try:
         # The first replicas start together, as a Deployment's do.
+        progress.say(name, f"starting {s.replicas} replicas")
         ports = [procs.free_port() for _ in range(s.replicas)]
+        kubelet.names = {port: f"old-{i}" for i, port in enumerate(ports, 1)}
         with ThreadPoolExecutor(max_workers=s.replicas) as pool:
             started_apps = {port: pool.submit(lab.start_app, port) for port in ports}
         failures = []
@@ -462,18 +554,31 @@ def _rollout(settings: RolloutSettings, lab: LabRegistry) -> RolloutResult:
         consumers = lab.consumers()
         for c in consumers:
             c.start()
-        time.sleep(max(1.5, s.scaled_lb_ttl / 4))
+        warm_up = max(1.5, s.scaled_lb_ttl / 4)
+        progress.say(
+            name,
+            f"{s.replicas} replicas registered; {len(consumers)} consumers sending "
+            f"{s.rate:g} req/s; warming up {warm_up:.1f} s",
+        )
+        time.sleep(warm_up)
         started = time.monotonic()
+        progress.say(name, "rollout started (t = 0 s in the report)")
         terminations: list[tuple[str, float, float | None, int | None, bool]] = []
-        for old_port in list(apps):
+        for step, old_port in enumerate(list(apps), 1):
             new_port = procs.free_port()
+            pod = f"new-{step}"
+            new_marks.append((pod, new_port, "started", time.monotonic()))
+            progress.say(name, f"{pod} starting")
             apps[new_port] = lab.start_app(new_port)
             if sidecar_mode:
                 kubelet.start_sidecar(new_port)
             procs.wait_for(lambda p=new_port: lab.registered(p), register_timeout)
+            new_marks.append((pod, new_port, "ready", time.monotonic()))
+            progress.say(name, f"{pod} ready and registered")
             t0, drain, code, killed = kubelet.terminate(apps.pop(old_port), old_port)
             terminations.append((f"127.0.0.1:{old_port}", t0, drain, code, killed))
         rollout_s = time.monotonic() - started
+        progress.say(name, f"rollout done in {rollout_s:.1f} s; consumers stop in 1 s")
         time.sleep(1.0)
         for c in consumers:
             c.stop()
@@ -494,10 +599,8 @@ def _rollout(settings: RolloutSettings, lab: LabRegistry) -> RolloutResult:
     by_kind: dict[str, int] = {}
     for r in errors:
         by_kind[r.outcome] = by_kind.get(r.outcome, 0) + 1
-    name = f"{s.strategy}-sidecar" if sidecar_mode else s.strategy
-    if s.registry != "nacos":
-        name = f"{name}-{s.registry}"
     result = RolloutResult(name, len(records), len(errors), by_kind, round(rollout_s, 3))
+    result.started_at = started
     for instance, t0, drain, code, killed in terminations:
         bound = _bound(records, instance, t0)
         result.pods.append(
@@ -512,9 +615,16 @@ def _rollout(settings: RolloutSettings, lab: LabRegistry) -> RolloutResult:
                 prestop_summary=kubelet.summaries.get(port_of(instance), {}),
                 sidecar_rss_mb=kubelet.rss_mb.get(port_of(instance)),
                 hook_overhead_s=kubelet.overhead_s.get(port_of(instance)),
+                pod=kubelet.names.get(port_of(instance), ""),
             )
         )
+    marks = [(kubelet.names[p], p, kind, at) for p, ms in kubelet.marks.items() for kind, at in ms]
+    result.events = [
+        PodEvent(pod, f"127.0.0.1:{port}", kind, round(at - started, 3))
+        for pod, port, kind, at in sorted(marks + new_marks, key=lambda m: m[3])
+    ]
     result.records = records
+    progress.say(name, f"{result.requests} requests, {result.errors} failed")
     return result
 
 
@@ -522,7 +632,8 @@ def port_of(instance: str) -> int:
     return int(instance.rsplit(":", 1)[1])
 
 
-def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
+def heading(settings: RolloutSettings) -> str:
+    """One line saying what was run: replicas, load, consumers' staleness, grace."""
     s = settings
     if s.stack == "real":
         server = "Eureka x2" if s.registry == "eureka" else f"Nacos {s.flavour}"
@@ -540,89 +651,76 @@ def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
         consumers = (
             f"consumers: push / poll every {s.scaled_poll:g} s / LB cache {s.scaled_lb_ttl:g} s"
         )
-    lines = [
+    return (
         f"rollout: {s.replicas} replicas, {s.rate:g} req/s, {consumers} "
         f"(time scale {s.time_scale:g}), tail {s.latency_tail:.0%} x {s.tail_ms:g} ms, "
-        f"grace {s.grace:g} s",
-        f"{'strategy':<13}{'requests':>9}{'failed':>8}  {'drain/bound per pod (s)':<44}"
-        f"{'worst ratio':>12}{'rollout':>10}",
+        f"grace {s.grace:g} s"
+    )
+
+
+SHORT_KINDS = {"connect_refused": "refused", "connection_reset": "reset"}
+
+
+def error_kinds(by_kind: dict[str, int]) -> str:
+    """``{'connect_refused': 145, 'connection_reset': 1}`` as ``145 refused, 1 reset``."""
+    ordered = sorted(by_kind.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{n} {SHORT_KINDS.get(k, k.replace('_', ' '))}" for k, n in ordered)
+
+
+def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
+    lines = [
+        heading(settings),
+        "",
+        f"{'strategy':<21}{'requests':>10}{'failed':>9}  {'drain / bound per pod':<36}"
+        f"{'worst drain/bound':>18}{'rollout':>10}",
     ]
     for r in results:
         pods = ", ".join(
             f"{'-' if p.drain_s is None else f'{p.drain_s:.1f}'}/{p.bound_s:.1f}" for p in r.pods
         )
+        pods += " s" if r.pods else ""
         worst = "-" if r.worst_ratio is None else f"{r.worst_ratio:.2f}"
         lines.append(
-            f"{r.strategy:<13}{r.requests:>9}{r.errors:>8}  {pods:<44}{worst:>12}"
-            f"{r.rollout_s:>9.1f}s"
+            f"{r.strategy:<21}{r.requests:>6} req{r.errors:>5} req  {pods:<36}{worst:>18}"
+            f"{r.rollout_s:>8.1f} s"
         )
         if r.errors_by_kind:
-            lines.append(f"{'':<9}errors by kind: {r.errors_by_kind}")
+            lines.append(f"{'':<21}failed: {error_kinds(r.errors_by_kind)}")
         rss = [p.sidecar_rss_mb for p in r.pods if p.sidecar_rss_mb is not None]
         overhead = [p.hook_overhead_s for p in r.pods if p.hook_overhead_s is not None]
         if rss:
             lines.append(
-                f"{'':<9}sidecar idle RSS {min(rss):.1f}-{max(rss):.1f} MB, /prestop overhead "
+                f"{'':<21}sidecar idle RSS {min(rss):.1f}-{max(rss):.1f} MB, /prestop overhead "
                 f"{min(overhead) * 1000:.0f}-{max(overhead) * 1000:.0f} ms"
             )
     return "\n".join(lines)
 
 
-def write_json(results: list[RolloutResult], settings: RolloutSettings, path: Path) -> None:
+def write_json(
+    results: list[RolloutResult],
+    settings: RolloutSettings,
+    path: Path,
+    report_files: Sequence[str] = (),
+) -> None:
+    """``report_files``: the report's pictures, named relative to the JSON file's directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_doc(results, settings, report_files), indent=2) + "\n")
+
+
+def json_doc(
+    results: list[RolloutResult], settings: RolloutSettings, report_files: Sequence[str] = ()
+) -> dict[str, Any]:
     # One file for all the strategies run: the settings name them all, not the last one.
     common = {k: v for k, v in asdict(settings).items() if k != "strategy"}
-    doc = {
+    return {
         "settings": {**common, "strategies": [r.strategy for r in results]},
+        "report": list(report_files),
         "results": [
             {
-                **{k: v for k, v in asdict(r).items() if k != "records"},
+                **{k: v for k, v in asdict(r).items() if k not in ("records", "started_at")},
                 "worst_ratio": r.worst_ratio,
                 "pods": [asdict(p) for p in r.pods],
             }
             for r in results
         ],
     }
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-
-
-def write_svg(records: list[Record], path: Path, title: str, bucket: float = 0.5) -> None:
-    """Requests per second per instance over the rollout, one line per instance."""
-    if not records:
-        return
-    t0 = min(r.start for r in records)
-    end = max(r.start for r in records) - t0
-    buckets = int(end / bucket) + 1
-    series: dict[str, list[int]] = {}
-    for r in records:
-        key = r.instance if r.outcome == "ok" else "errors"
-        series.setdefault(key, [0] * buckets)[int((r.start - t0) / bucket)] += 1
-    peak = max(max(v) for v in series.values()) / bucket or 1.0
-    width, height, left = 900, 320, 50
-    colours = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f"]
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 60}" '
-        f'font-family="sans-serif" font-size="11">',
-        f'<text x="{left}" y="14" font-size="13">{title}</text>',
-        f'<line x1="{left}" y1="{height}" x2="{width}" y2="{height}" stroke="black"/>',
-        f'<line x1="{left}" y1="20" x2="{left}" y2="{height}" stroke="black"/>',
-        f'<text x="4" y="28">{peak:.0f}/s</text><text x="{width - 40}" y="{height + 14}">'
-        f"{end:.0f} s</text>",
-    ]
-    for i, (name, counts) in enumerate(sorted(series.items())):
-        colour = "#d62728" if name == "errors" else colours[i % len(colours)]
-        points = " ".join(
-            f"{left + (width - left) * k / max(1, buckets - 1):.1f},"
-            f"{height - (height - 20) * (c / bucket) / peak:.1f}"
-            for k, c in enumerate(counts)
-        )
-        out.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>'
-        )
-        out.append(
-            f'<text x="{left + 10 + 150 * (i % 5)}" y="{height + 30 + 14 * (i // 5)}" '
-            f'fill="{colour}">{name}</text>'
-        )
-    out.append("</svg>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(out) + "\n")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from prestop_lab import procs
-from prestop_lab.demo import DemoSettings, run_demo, start_app
+from prestop_lab.demo import DemoSettings, render, run_demo, start_app
 from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
 
 pytestmark = pytest.mark.slow
@@ -62,7 +62,8 @@ def _env(nacos_addr: str, port: int, **extra: str) -> dict[str, str]:
 
 def test_zero_lost_requests_with_a_live_consumer() -> None:
     """The whole sequence against the emulator: a live consumer loses no request."""
-    result = run_demo(DemoSettings(rate=40, staleness=0.5, budget=15, push_delay=0.3))
+    settings = DemoSettings(rate=40, staleness=0.5, budget=15, push_delay=0.3)
+    result = run_demo(settings)
     assert result.errors == 0, result.errors_by_kind
     assert result.agent_exit_code == 0
     assert result.shutdown_confirmed
@@ -71,6 +72,12 @@ def test_zero_lost_requests_with_a_live_consumer() -> None:
     assert result.requests > 100
     assert len(result.per_instance) == 2
     assert result.consumers_let_go  # the agent saw the consumer drop the instance
+    # The table names the drained instance and says what set the drain time.
+    assert result.drained_instance in result.per_instance
+    assert result.min_wait_s == 2.0
+    text = render(result, settings)
+    assert f"drained   {result.drained_instance}" in text
+    assert "set by --min-wait" in text or "set by the quiet window" in text
 
 
 def test_registry_down_fails_open_within_budget() -> None:

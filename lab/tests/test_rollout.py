@@ -34,6 +34,14 @@ def test_agent_loses_no_request() -> None:
         assert not pod.killed
         assert pod.drain_s is not None
         assert pod.drain_s < SHORT["grace"]
+    # The report's marks, in the order they happen (the agent's phases from its summary).
+    assert [p.pod for p in result.pods] == ["old-1", "old-2"]
+    for pod in result.pods:
+        kinds = [e.kind for e in result.events if e.instance == pod.instance]
+        order = ["prestop_start", "take_out", "confirmed", "drain_end", "shutdown", "port_closed"]
+        assert [k for k in kinds if k in order] == order, kinds
+        assert "sigkill" not in kinds
+    assert {e.pod for e in result.events if e.kind == "ready"} == {"new-1", "new-2"}
 
 
 def test_no_prestop_loses_requests() -> None:
@@ -41,6 +49,9 @@ def test_no_prestop_loses_requests() -> None:
     result = run_rollout(RolloutSettings(strategy="none", **SHORT))
     assert result.errors > 0
     assert "connect_refused" in result.errors_by_kind
+    kinds = {e.kind for e in result.events if e.pod == "old-1"}
+    assert {"sigterm", "port_closed"} <= kinds
+    assert "prestop_start" not in kinds
 
 
 def test_sidecar_with_httpget_hook_loses_no_request() -> None:
