@@ -309,3 +309,37 @@ def consumer_findings(tracker: ConsumerTracker | None, deadline: Deadline) -> li
 
 def exit_code(findings: Iterable[Finding]) -> int:
     return 0 if all(f.level == "ok" for f in findings) else 1
+
+
+def weights_findings(registry: str, warmup_s: float, startup_hold: bool) -> list[Finding]:
+    """What a weight warm-up does for the consumers people run (the agent cannot see them).
+
+    Only Spring Cloud Alibaba's NacosLoadBalancer (spring.cloud.loadbalancer.nacos.enabled=true)
+    routes by Nacos weight; Spring Cloud LoadBalancer's default round robin ignores weights and
+    Eureka has none. What works for every consumer is keeping a cold instance out: the hold.
+    """
+    hold = (
+        "the start-up hold is on"
+        if startup_hold
+        else "to keep a cold instance out for every consumer use the sidecar's "
+        "--startup-hold on (with --startup-delay or --ready-url)"
+    )
+    if registry == "eureka":
+        level: Level = "warn" if warmup_s > 0 else "ok"
+        return [
+            Finding(
+                "weights",
+                level,
+                f"Eureka has no weights: a weight warm-up does nothing"
+                f"{' (--warmup is set)' if warmup_s > 0 else ''}; {hold}",
+            )
+        ]
+    return [
+        Finding(
+            "weights",
+            "ok",
+            "Nacos weights steer only consumers on Spring Cloud Alibaba's NacosLoadBalancer "
+            "(spring.cloud.loadbalancer.nacos.enabled=true); Spring Cloud LoadBalancer's default "
+            f"round robin ignores them, so --warmup ramps nothing for those; {hold}",
+        )
+    ]

@@ -289,6 +289,14 @@ def _dry_run(cfg: Any, log: Any, as_json: bool) -> NoReturn:
     sys.exit(EXIT_OK)
 
 
+def _state_dir_option() -> Callable[[F], F]:
+    return _opt(
+        "state_dir",
+        "Directory (an emptyDir) for the record of who took the instance out, so that a "
+        "restarted sidecar leaves `prestop down` alone. Default: none kept.",
+    )
+
+
 def sidecar_options(fn: F) -> F:
     options = [
         _opt("listen", "host:port to serve on (default 0.0.0.0:9901: kubelet calls the pod IP)."),
@@ -302,6 +310,14 @@ def sidecar_options(fn: F) -> F:
         _opt("warmup_start_weight", "Weight the warm-up starts from (default 0.1)."),
         _opt("warmup_curve", "quadratic (default) or linear."),
         _opt("term_linger", "Seconds to keep serving after SIGTERM for the hook to arrive (2)."),
+        _opt(
+            "startup_hold",
+            "on: take the new instance out as soon as it registers and put it back once the app "
+            "is healthy (+ --ready-url, + --startup-delay). Default off; on when either is set.",
+        ),
+        _opt("startup_delay", "Seconds the app must stay healthy before it is put in (0)."),
+        _opt("ready_url", "The app's own readiness URL; the hold lasts until it answers 2xx."),
+        _state_dir_option(),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -386,7 +402,12 @@ def _switch(flags: dict[str, Any], enabled: bool, as_json: bool) -> None:
     from agent.sequence import describe_error
 
     command = "up" if enabled else "down"
+    state_dir = flags.pop("state_dir", None)
     registry, deadline, log, http = _registry_command(flags, command)
+    holds = _hold_file({"state_dir": state_dir}, flags, log)
+    if holds is not None and not enabled:
+        # Written before the take-out: a sidecar ending its start-up hold reads it first.
+        _write_hold(holds, log)
     try:
         fn = registry.put_back if enabled else registry.take_out
         result = call_with_retries(lambda: fn(deadline), deadline)
@@ -402,6 +423,8 @@ def _switch(flags: dict[str, Any], enabled: bool, as_json: bool) -> None:
             _print(f"{command}: {registry.describe_instance()}: not changed ({error})")
         sys.exit(EXIT_DEGRADED)
     http.close()
+    if holds is not None and enabled:
+        _write_hold(holds, log, clear=True)
     log.info(
         "prestop_summary",
         outcome="ok",
@@ -418,9 +441,37 @@ def _switch(flags: dict[str, Any], enabled: bool, as_json: bool) -> None:
     sys.exit(EXIT_OK)
 
 
+def _hold_file(state: dict[str, Any], flags: dict[str, Any], log: Any) -> Any:
+    """The hold record when --state-dir is set (bad dir: exit 2, nothing touched)."""
+    from agent import config
+    from agent.holdstate import HoldFile
+
+    try:
+        directory = config.load_state_dir(state, os.environ)
+    except ConfigError as exc:
+        _fail_config(exc)
+    if directory is None:
+        return None
+    # Already loaded without error by the caller: this only reads the instance's ip:port.
+    instance = config.load(flags, os.environ).instance
+    return HoldFile(directory, instance)
+
+
+def _write_hold(holds: Any, log: Any, clear: bool = False) -> None:
+    try:
+        if clear:
+            holds.clear()
+        else:
+            holds.write("operator", "prestop down")
+    except OSError as exc:
+        # The registry write still happens; only a restarted sidecar could not tell whose it is.
+        log.warning("hold_state_write_failed", error=str(exc), path=str(holds.path))
+
+
 @cli.command()
 @registry_options
 @json_option
+@_state_dir_option()
 def up(as_json: bool, **flags: Any) -> None:
     """Put the instance back in service (enabled=true), keeping weight and metadata."""
     _switch(flags, True, as_json)
@@ -429,6 +480,7 @@ def up(as_json: bool, **flags: Any) -> None:
 @cli.command()
 @registry_options
 @json_option
+@_state_dir_option()
 def down(as_json: bool, **flags: Any) -> None:
     """Take the instance out of service for maintenance, without stopping the app."""
     _switch(flags, False, as_json)
@@ -504,6 +556,7 @@ def check(as_json: bool, **flags: Any) -> None:
         app_http.close()
         # Logging is process-wide: leave it as every other command sets it up.
         logs.configure(log_format=cfg.log_format, to_pid1=False, level=logs.level_of(cfg.log_level))
+    findings += _weights_findings(checks, registry.name)
     findings += checks.grace_findings(
         checks.grace_needs(cfg, registry.name),
         budget=cfg.budget,
@@ -512,6 +565,18 @@ def check(as_json: bool, **flags: Any) -> None:
     )
     _print_findings(findings, as_json)
     sys.exit(checks.exit_code(findings))
+
+
+def _weights_findings(checks: Any, registry: str) -> list[Any]:
+    """The sidecar's warm-up and hold as its env sets them (check has no sidecar flags)."""
+    from agent import config
+
+    try:
+        warmup = float(os.environ.get("PRESTOP_WARMUP", "0") or 0)
+        hold_on, _, _ = config.startup_hold_of({}, os.environ)
+    except (ValueError, ConfigError):
+        warmup, hold_on = 0.0, False
+    return list(checks.weights_findings(registry, warmup, hold_on))
 
 
 def _print_findings(findings: list[Any], as_json: bool) -> None:

@@ -112,6 +112,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("warmup_start_weight"),
     Option("warmup_curve"),
     Option("term_linger"),
+    Option("startup_hold"),
+    Option("startup_delay"),
+    Option("ready_url"),
+    Option("state_dir"),
     Option("dry_run"),
     Option("grace"),
     Option("consumer_staleness"),
@@ -983,6 +987,54 @@ class SidecarSettings:
     warmup_start_weight: float
     warmup_curve: Literal["quadratic", "linear"]
     term_linger: float
+    startup_hold: bool = False
+    startup_delay: float = 0.0
+    ready_url: str | None = None
+    state_dir: Path | None = None
+
+
+def load_state_dir(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> Path | None:
+    """``--state-dir``: an existing directory (an emptyDir) for the hold record, or None."""
+    raw = resolve("state_dir", flags, environ)
+    if raw is None:
+        return None
+    path = Path(raw.value)
+    if not path.is_dir():
+        raise _fail(
+            "state_dir", raw, "not a directory", "mount an emptyDir there or leave it unset"
+        )
+    return path
+
+
+def _startup_hold(
+    r: Callable[[str], Resolved | None],
+) -> tuple[bool, float, str | None]:
+    """On when asked, or when a delay or ready URL is given (asking for a hold is the point)."""
+    delay = _number("startup_delay", r("startup_delay"), 0.0)
+    ready = r("ready_url")
+    ready_url = _url("ready_url", ready) if ready else None
+    raw = r("startup_hold")
+    if raw is None:
+        return delay > 0 or ready_url is not None, delay, ready_url
+    value = raw.value.strip().lower()
+    if value not in ("on", "off", "true", "false"):
+        raise _fail("startup_hold", raw, "not on or off", "use on or off")
+    enabled = value in ("on", "true")
+    if not enabled and (delay > 0 or ready_url is not None):
+        raise _fail(
+            "startup_hold",
+            raw,
+            "off, yet --startup-delay or --ready-url is set",
+            "drop them or use --startup-hold on",
+        )
+    return enabled, delay, ready_url
+
+
+def startup_hold_of(
+    flags: Mapping[str, object | None], environ: Mapping[str, str]
+) -> tuple[bool, float, str | None]:
+    """(hold on?, --startup-delay, --ready-url) as ``prestop serve`` would read them."""
+    return _startup_hold(lambda name: resolve(name, flags, environ))
 
 
 def load_sidecar(
@@ -1020,6 +1072,7 @@ def load_sidecar(
     if curve is not None and curve.value not in ("quadratic", "linear"):
         raise _fail("warmup_curve", curve, "unknown curve", "use quadratic or linear")
     register_secret(token)
+    hold, delay, ready_url = _startup_hold(r)
     return SidecarSettings(
         host=host,
         port=port,
@@ -1029,4 +1082,8 @@ def load_sidecar(
         warmup_start_weight=_number("warmup_start_weight", r("warmup_start_weight"), 0.1),
         warmup_curve=curve.value if curve else "quadratic",  # type: ignore[arg-type]
         term_linger=_number("term_linger", r("term_linger"), 2.0),
+        startup_hold=hold,
+        startup_delay=delay,
+        ready_url=ready_url,
+        state_dir=load_state_dir(flags, environ),
     )

@@ -7,7 +7,10 @@ repeated calls join the one run (single flight) and get its outcome.
 
 Also: ``/healthz`` (alive), ``/readyz`` (the app is healthy AND consumers see the instance; false
 once a drain starts), ``/metrics`` (Prometheus text); at start-up the stale-disabled repair
-(Nacos' 60 s IP-reuse problem) and an optional weight warm-up.
+(Nacos' 60 s IP-reuse problem), an optional start-up hold (the instance is kept out of
+consumers' lists from its registration until the app is ready) and an optional weight warm-up.
+Who took the instance out is kept in a hold record (:mod:`agent.holdstate`), so a restarted
+sidecar finishes its own start-up hold and leaves an operator's ``prestop down`` alone.
 
 A plain sidecar gets SIGTERM together with the app: it keeps serving for ``term_linger``
 seconds (the hook call may arrive just after the signal) and while a run is in progress.
@@ -25,9 +28,11 @@ from typing import Any, Literal
 import httpx
 
 from agent.deadline import Clock, Deadline
-from agent.exceptions import AgentError
+from agent.exceptions import AgentError, InstanceNotFound
+from agent.holdstate import Hold, HoldFile
 from agent.httpserver import BoundedHTTPServer, Limits, Request, Response, Route
 from agent.logs import get_logger
+from agent.registry import InstanceState
 from agent.registry.eureka import EurekaRegistry
 from agent.registry.nacos import NacosRegistry
 from agent.sequence import Outcome
@@ -97,6 +102,16 @@ class WarmupConfig:
 
 
 @dataclass
+class StartupHold:
+    """Delayed exposure: out from registration until healthy (+ ready URL) and ``delay`` s."""
+
+    enabled: bool = False
+    delay: float = 0.0
+    ready_url: str | None = None
+    poll: float = 0.2  # registration poll: the window in which consumers may see a cold pod
+
+
+@dataclass
 class Sidecar:
     """The sidecar's state and behaviour, independent of HTTP."""
 
@@ -107,6 +122,8 @@ class Sidecar:
     clock: Clock
     token: str
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    hold: StartupHold = field(default_factory=StartupHold)
+    holds: HoldFile = field(default_factory=lambda: HoldFile(None, ""))
     term_linger: float = 2.0
     ready_cache: float = 1.0
     flight: SingleFlight = field(init=False)
@@ -114,6 +131,8 @@ class Sidecar:
     stop: threading.Event = field(default_factory=threading.Event)
     warmup_progress: float = 0.0
     repaired: bool = False
+    holding: bool = False
+    hold_seconds: float | None = None
     _ready: tuple[float, bool, list[str]] = (float("-inf"), False, [])
     _lock: threading.Lock = field(default_factory=threading.Lock)
     clients: list[httpx.Client] = field(default_factory=list)  # closed by close()
@@ -124,9 +143,13 @@ class Sidecar:
 
     def __post_init__(self) -> None:
         self.flight = SingleFlight(self._drain)
+        # Not ready before the hold has decided: a probe must not pass in the moment between
+        # the registration and the take-out.
+        self.holding = self.hold.enabled
 
     def _drain(self) -> Outcome:
         self.draining.set()
+        self._record("drain", "prestop hook")
         outcome = self.run_drain()
         log.info("prestop_summary", **outcome.summary())
         return outcome
@@ -155,7 +178,7 @@ class Sidecar:
             if now - at < self.ready_cache:
                 return ready, reasons
         deadline = Deadline.after(self.clock, 2.0)
-        reasons = []
+        reasons = ["startup_hold"] if self.holding else []
         if not self.app_healthy(deadline):
             reasons.append("app_not_healthy")
         try:
@@ -171,39 +194,181 @@ class Sidecar:
 
     # --- start-up work: stale-disabled repair, then warm-up ---
 
-    def start_up(self, app_start_timeout: float = 600.0) -> None:
-        """Wait for the app and its registration, repair a stale disable, then warm up."""
+    def _record(self, holder: Literal["startup", "drain"], reason: str) -> None:
+        try:
+            self.holds.write(holder, reason)
+        except OSError as exc:
+            # Without the record a restarted sidecar cannot tell whose hold this is: say so.
+            log.warning("hold_state_write_failed", holder=holder, error=str(exc))
+
+    def _clear_record(self) -> None:
+        try:
+            self.holds.clear()
+        except OSError as exc:
+            log.warning("hold_state_write_failed", holder=None, error=str(exc))
+
+    def _wait_registered(self, app_start_timeout: float) -> InstanceState | None:
+        """The instance once registered; with the hold on, without waiting for the app's health
+        (every poll the instance is visible and not yet held is a chance for a cold request)."""
         end = self.clock.now() + app_start_timeout
-        state = None
+        interval = self.hold.poll if self.hold.enabled else 1.0
         while not self.stop.is_set() and not self.draining.is_set() and self.clock.now() < end:
             deadline = Deadline.after(self.clock, 3.0)
-            if self.app_healthy(deadline):
+            if self.hold.enabled or self.app_healthy(deadline):
                 try:
                     state = self.registry.get_instance(deadline)
                 except AgentError as exc:
                     log.info("startup_registry_unavailable", error=str(exc))
+                    state = None
                 if state is not None:
-                    break
-            self.clock.sleep(1.0)
-        if state is None or self.draining.is_set():
-            return
-        if state.enabled is False:
-            # The app has just started and registered, yet the instance is out of service: on
-            # Nacos an ops record left by the previous pod on this IP:port (kept ~60 s and
-            # revived on re-registration, alibaba/nacos#6295, #14606); on Eureka a predecessor's
-            # OUT_OF_SERVICE override on the same instance id.
-            # See docs/eureka.md#stale-override-after-a-restart.
-            try:
-                self.registry.put_back(Deadline.after(self.clock, 5.0))
-                self.repaired = True
-                log.warning("stale_disabled_repaired", instance=f"{state.ip}:{state.port}")
-            except AgentError as exc:
-                log.error("stale_disabled_repair_failed", error=str(exc))
-        if self.warmup.duration > 0:
+                    return state
+            self.clock.sleep(interval)
+        return None
+
+    def start_up(self, app_start_timeout: float = 600.0) -> None:
+        """Wait for the registration, hold it out until ready (or repair a stale disable), then
+        warm up; an operator's hold and this pod's drain are left alone."""
+        try:
+            state = self._hold_or_repair(app_start_timeout)
+        finally:
+            self.holding = False
+        if state is not None and self.warmup.duration > 0:
             if not hasattr(self.registry, "set_weight"):
                 log.warning("warmup_unsupported", registry=self.registry.name, reason="no weights")
                 return
             self.warm_up(target=state.weight)
+
+    def _hold_or_repair(self, app_start_timeout: float) -> InstanceState | None:
+        """The registered instance, in service; None: left out (or never seen)."""
+        state = self._wait_registered(app_start_timeout)
+        if state is None or self.draining.is_set():
+            return None
+        prior = self.holds.read()
+        if prior is not None and prior.holder == "operator":
+            log.warning("operator_hold_kept", since=prior.since, reason=prior.reason)
+            return None
+        if prior is not None and prior.holder == "drain" and prior.pod == self.holds.pod:
+            log.warning("drain_hold_kept", since=prior.since)
+            return None
+        if prior is not None:
+            # Ours to finish: a predecessor's start-up hold, or a drain of an earlier pod.
+            log.info("hold_state_inherited", holder=prior.holder, pod=prior.pod)
+        if self.hold.enabled:
+            return state if self._hold_until_ready(state) else None
+        if state.enabled is False:
+            self._repair(state)
+        elif prior is not None:
+            self._clear_record()
+        return state
+
+    def _repair(self, state: InstanceState) -> None:
+        # The app has just started and registered, yet the instance is out of service: on
+        # Nacos an ops record left by the previous pod on this IP:port (kept ~60 s and
+        # revived on re-registration, alibaba/nacos#6295, #14606); on Eureka a predecessor's
+        # OUT_OF_SERVICE override on the same instance id; or this sidecar's predecessor's
+        # start-up hold. See docs/eureka.md#stale-override-after-a-restart.
+        try:
+            self.registry.put_back(Deadline.after(self.clock, 5.0))
+            self.repaired = True
+            self._clear_record()
+            log.warning("stale_disabled_repaired", instance=f"{state.ip}:{state.port}")
+        except AgentError as exc:
+            log.error("stale_disabled_repair_failed", error=str(exc))
+
+    def _still_ours(self) -> bool:
+        """False once someone else owns the hold (an operator's down or up, a drain)."""
+        if self.draining.is_set():
+            return False
+        if self.holds.path is None:
+            return True
+        current: Hold | None = self.holds.read()
+        return current is not None and current.holder == "startup" and current.pod == self.holds.pod
+
+    def _hold_until_ready(self, state: InstanceState) -> bool:
+        """Take the instance out, wait until ready, put it back. True: it is back in."""
+        begun = self.clock.now()
+        # Recorded before the write: a sidecar killed between the two leaves a record that
+        # makes its successor finish the hold rather than keep an instance out for nobody.
+        self._record("startup", "held until the app is ready")
+        self.holding = True
+        try:
+            while not self._still_ours() or not self._take_out_for_hold():
+                if not self._still_ours() or self.stop.is_set():
+                    log.warning("startup_hold_yielded", reason="hold taken over")
+                    return False
+                self.clock.sleep(1.0)
+            log.info(
+                "startup_hold_started",
+                instance=f"{state.ip}:{state.port}",
+                delay_s=self.hold.delay,
+                ready_url=self.hold.ready_url,
+            )
+            if not self._wait_ready():
+                return False
+            while True:
+                if not self._still_ours():
+                    log.warning("startup_hold_yielded", reason="hold taken over")
+                    return False
+                if self._put_back_after_hold():
+                    break
+                self.clock.sleep(1.0)
+        finally:
+            self.holding = False
+        self.hold_seconds = round(self.clock.now() - begun, 3)
+        self._clear_record()
+        log.info("startup_hold_released", held_s=self.hold_seconds)
+        return True
+
+    def _take_out_for_hold(self) -> bool:
+        try:
+            self.registry.take_out(Deadline.after(self.clock, 5.0))
+            return True
+        except AgentError as exc:
+            log.warning("startup_hold_take_out_failed", error=str(exc))
+            return False
+
+    def _put_back_after_hold(self) -> bool:
+        try:
+            self.registry.put_back(Deadline.after(self.clock, 5.0))
+            return True
+        except InstanceNotFound:
+            return True  # the app deregistered: nothing is held any more
+        except AgentError as exc:
+            # Retried until it lands: a failed put-back must not leave the instance out.
+            log.warning("startup_hold_put_back_failed", error=str(exc))
+            return False
+
+    def _ready_url_ok(self, deadline: Deadline) -> bool:
+        if self.hold.ready_url is None:
+            return True
+        try:
+            status = self.http.get(self.hold.ready_url, timeout=deadline.timeout(5.0)).status_code
+        except httpx.HTTPError:
+            return False
+        return 200 <= status < 300
+
+    def _wait_ready(self) -> bool:
+        """Healthy (and the ready URL 2xx) continuously for ``delay`` s; False when preempted."""
+        ready_since: float | None = None
+        waiting_logged = self.clock.now()
+        while True:
+            if not self._still_ours() or self.stop.is_set():
+                log.warning("startup_hold_yielded", reason="hold taken over or stopping")
+                return False
+            now = self.clock.now()
+            deadline = Deadline.after(self.clock, 6.0)
+            if self.app_healthy(deadline) and self._ready_url_ok(deadline):
+                if ready_since is None:
+                    ready_since = now
+                    log.info("startup_app_ready", delay_s=self.hold.delay)
+                if now - ready_since >= self.hold.delay:
+                    return True
+            else:
+                ready_since = None
+                if now - waiting_logged >= 30.0:
+                    waiting_logged = now
+                    log.info("startup_hold_waiting", ready_url=self.hold.ready_url)
+            self.clock.sleep(0.5)
 
     def warm_up(self, target: float) -> None:
         """Raise the weight from a low start to ``target``; stop if anyone else changes it."""
@@ -247,6 +412,8 @@ class Sidecar:
             f"prestop_draining {int(self.draining.is_set())}",
             "# TYPE prestop_warmup_progress gauge",
             f"prestop_warmup_progress {self.warmup_progress:.3f}",
+            "# TYPE prestop_startup_hold gauge",
+            f"prestop_startup_hold {int(self.holding)}",
             "# TYPE prestop_stale_disabled_repaired gauge",
             f"prestop_stale_disabled_repaired {int(self.repaired)}",
         ]

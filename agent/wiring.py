@@ -16,12 +16,13 @@ from agent.drain.signals import (
     TrafficSignal,
 )
 from agent.drain.sockdiag import CombinedSignal, KernelSocketSignal
+from agent.holdstate import HoldFile
 from agent.logs import get_logger
 from agent.registry.eureka import EurekaRegistry
 from agent.registry.nacos import NacosHttp, NacosRegistry
 from agent.sequence import Deps, Plan, run_drain
 from agent.shutdown import ActuatorShutdown, NoShutdown, ShutdownAction, SignalShutdown
-from agent.sidecar import Sidecar, WarmupConfig
+from agent.sidecar import Sidecar, StartupHold, WarmupConfig
 
 USER_AGENT = f"prestop-agent/{__version__}"
 log = get_logger()
@@ -197,6 +198,8 @@ def build_sidecar(config: Config, side: SidecarSettings, clock: Clock | None = N
         clock=clock,
         token=side.token,
         warmup=WarmupConfig(side.warmup, side.warmup_start_weight, side.warmup_curve),
+        hold=StartupHold(side.startup_hold, side.startup_delay, side.ready_url),
+        holds=HoldFile(side.state_dir, config.instance),
         term_linger=side.term_linger,
         clients=[c for c in clients if c is not app_http],
     )

@@ -118,6 +118,20 @@ def lab(
     default="2.x",
     help="The real Nacos server's line (with --stack real --registry nacos).",
 )
+@click.option(
+    "--startup",
+    type=click.Choice(["none", "hold", "both"]),
+    default="none",
+    help="With --mode sidecar: hold each new instance out until it is ready (hold), not "
+    "(none), or one rollout of each (both).",
+)
+@click.option(
+    "--steady",
+    type=float,
+    default=0.0,
+    help="Seconds of load before and after the rollout; > 0 measures new pods' first 30 s "
+    "against the steady state.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("lab-results"))
 @click.option(
     "--json",
@@ -137,6 +151,8 @@ def rollout(
     registry: str,
     stack: str,
     flavour: str,
+    startup: str,
+    steady: float,
     out: Path,
     as_json: bool,
 ) -> None:
@@ -149,6 +165,8 @@ def rollout(
     from prestop_lab.rollout import STRATEGIES, json_doc, render, write_json
 
     strategies = STRATEGIES if strategy == "all" else (strategy,)
+    if startup != "none" and mode != "sidecar":
+        raise click.UsageError("--startup: the hold is the sidecar's; add --mode sidecar")
     runs = [
         RolloutSettings(
             strategy=name,
@@ -162,8 +180,12 @@ def rollout(
             registry=registry,
             stack=stack,
             flavour=flavour,
+            startup=hold,
+            steady_s=steady,
         )
         for name in strategies
+        for hold in (("none", "hold") if startup == "both" else (startup,))
+        if hold == "none" or (name == "agent" and mode == "sidecar")
     ]
     progress = QUIET if as_json else Progress()
     try:

@@ -476,7 +476,8 @@ class RealNacosLab:
         return registry_args(self.server, fetch_s=30, renewal_s=5)
 
     def start_app(self, port: int, *extra: str) -> procs.Proc:
-        return start_provider(port, self.registry_argv(), *extra)
+        cold = f"--lab.cold-cache-entries={self.s.cold_cache_entries}"
+        return start_provider(port, self.registry_argv(), cold, *extra)
 
     def registered(self, port: int) -> bool:
         return any(h.get("port") == port for h in self.server.consumer_view())
@@ -538,7 +539,8 @@ class RealEurekaLab:
         return f"127.0.0.1:{SERVICE}:{port}"
 
     def start_app(self, port: int, *extra: str) -> procs.Proc:
-        return start_provider(port, self.registry_argv(), *extra)
+        cold = f"--lab.cold-cache-entries={self.s.cold_cache_entries}"
+        return start_provider(port, self.registry_argv(), cold, *extra)
 
     def registered(self, port: int) -> bool:
         instance = self.peers.instance(SERVICE, self.instance_id(port))

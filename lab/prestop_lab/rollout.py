@@ -71,6 +71,12 @@ class RolloutSettings:
     eureka_fetch: float = 30.0  # consumers' registry fetch interval, before scaling
     stack: str = "emulator"  # or "real": real servers and Spring Cloud apps (lab/java)
     flavour: str = "2.x"  # the real Nacos server's line: "2.x" or "3.x"
+    # Sidecar mode: "hold" keeps each new instance out until it is ready (see startup_env).
+    startup: str = "none"
+    # Seconds of load before the rollout (the steady state new pods are compared with) and
+    # after it (the last new pod's first seconds); 0: the short settle only.
+    steady_s: float = 0.0
+    cold_cache_entries: int = 150_000  # the real provider's lazily built cache (lab/java)
 
     @property
     def scaled_lb_ttl(self) -> float:
@@ -134,11 +140,127 @@ class RolloutResult:
     # Every request the consumers made, for the report's picture; not written to the JSON.
     records: list[Record] = field(default_factory=list, repr=False)
     started_at: float = field(default=0.0, repr=False)  # time.monotonic() at the rollout's start
+    start: StartLatency | None = None  # new pods' first seconds against the steady state
 
     @property
     def worst_ratio(self) -> float | None:
         ratios = [p.ratio for p in self.pods if p.ratio is not None]
         return max(ratios) if ratios else None
+
+
+NEW_POD_WINDOW_S = 30.0
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (no interpolation: p99 of 100 values is the 99th)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+@dataclass
+class NewPodLatency:
+    instance: str
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
+@dataclass
+class StartLatency:
+    """Requests served by each new pod in its first ``window_s`` vs the old pods' steady state."""
+
+    window_s: float
+    steady_requests: int
+    steady_p50_ms: float | None
+    steady_p99_ms: float | None
+    new_requests: int
+    new_errors: int
+    new_p50_ms: float | None
+    new_p99_ms: float | None
+    p99_ratio: float | None  # new pods' first-window p99 / steady p99
+    pods: list[NewPodLatency] = field(default_factory=list)
+
+
+def start_latency(
+    records: list[Record],
+    old: list[str],
+    new: list[str],
+    rollout_started: float,
+    steady_from: float,
+    window_s: float = NEW_POD_WINDOW_S,
+) -> StartLatency:
+    """New pods' first ``window_s`` from their first request; steady: old pods before the
+    rollout, from ``steady_from`` (after their own cold start)."""
+
+    def ms(r: Record) -> float:
+        return (r.end - r.start) * 1000
+
+    steady = [
+        ms(r)
+        for r in records
+        if r.instance in old and steady_from <= r.start < rollout_started and r.outcome == "ok"
+    ]
+    pods: list[NewPodLatency] = []
+    pooled: list[float] = []
+    errors = 0
+    for instance in new:
+        mine = [r for r in records if r.instance == instance]
+        if not mine:
+            pods.append(NewPodLatency(instance, 0, 0, None, None, None))
+            continue
+        first = min(r.start for r in mine)
+        window = [r for r in mine if r.start < first + window_s]
+        ok = [ms(r) for r in window if r.outcome == "ok"]
+        failed = len(window) - len(ok)
+        errors += failed
+        pooled += ok
+        p50, p99 = _percentile(ok, 50), _percentile(ok, 99)
+        pods.append(
+            NewPodLatency(
+                instance,
+                len(window),
+                failed,
+                None if p50 is None else round(p50, 1),
+                None if p99 is None else round(p99, 1),
+                round(max(ok), 1) if ok else None,
+            )
+        )
+    s50, s99 = _percentile(steady, 50), _percentile(steady, 99)
+    n50, n99 = _percentile(pooled, 50), _percentile(pooled, 99)
+    return StartLatency(
+        window_s=window_s,
+        steady_requests=len(steady),
+        steady_p50_ms=None if s50 is None else round(s50, 1),
+        steady_p99_ms=None if s99 is None else round(s99, 1),
+        new_requests=len(pooled) + errors,
+        new_errors=errors,
+        new_p50_ms=None if n50 is None else round(n50, 1),
+        new_p99_ms=None if n99 is None else round(n99, 1),
+        p99_ratio=None if not s99 or n99 is None else round(n99 / s99, 2),
+        pods=pods,
+    )
+
+
+def startup_env(s: RolloutSettings, app_port: int) -> dict[str, str]:
+    """The sidecar's start-up hold for a lab pod: out until a business request answers (the
+    real provider builds its cache on the first one, so the sidecar's poll warms it), then a
+    short delay and, on Nacos, the weight warm-up."""
+    if s.startup != "hold":
+        return {}
+    ready = "/api/work" if s.stack == "real" else "/actuator/health/readiness"
+    env = {
+        "PRESTOP_STARTUP_HOLD": "on",
+        "PRESTOP_READY_URL": f"http://127.0.0.1:{app_port}{ready}",
+        "PRESTOP_STARTUP_DELAY": "3",
+    }
+    if s.registry == "nacos":
+        env["PRESTOP_WARMUP"] = "10"
+    return env
 
 
 def _bound(records: list[Record], instance: str, t0: float) -> float:
@@ -390,6 +512,7 @@ class Kubelet:
         side_port = procs.free_port()
         budget = max(1.0, self.s.grace - 3.0)
         env = {**self.lab.agent_env(app_port, budget), "PRESTOP_TOKEN": TOKEN}
+        env |= startup_env(self.s, app_port)
         proc = procs.start(
             f"sidecar-{app_port}",
             procs.prestop_argv("serve", "--listen", f"127.0.0.1:{side_port}"),
@@ -398,6 +521,17 @@ class Kubelet:
         )
         proc.wait_ready(20)
         self.sidecars[app_port] = (proc, side_port)
+
+    def ready(self, app_port: int) -> bool:
+        """The pod's readiness probe: the sidecar's /readyz when there is one (it is false
+        during a start-up hold), else ready."""
+        if app_port not in self.sidecars:
+            return True
+        try:
+            url = f"http://127.0.0.1:{self.sidecars[app_port][1]}/readyz"
+            return httpx.get(url, timeout=3).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def terminate(self, app: procs.Proc, port: int) -> tuple[float, float | None, int | None, bool]:
         """Returns (t0, seconds until the port closed, preStop exit code, SIGKILLed?)."""
@@ -527,10 +661,13 @@ def _rollout(settings: RolloutSettings, lab: LabRegistry, progress: Progress) ->
     consumers: Sequence[Load] = []
     sidecar_mode = s.mode == "sidecar" and s.strategy == "agent"
     name = f"{s.strategy}-sidecar" if sidecar_mode else s.strategy
+    if sidecar_mode and s.startup == "hold":
+        name = f"{name}-hold"
     if s.registry != "nacos":
         name = f"{name}-{s.registry}"
     kubelet = Kubelet(s, lab, progress, name)
     new_marks: list[tuple[str, int, str, float]] = []  # (pod, port, kind, monotonic)
+    new_ports: list[int] = []
     try:
         # The first replicas start together, as a Deployment's do.
         progress.say(name, f"starting {s.replicas} replicas")
@@ -549,12 +686,14 @@ def _rollout(settings: RolloutSettings, lab: LabRegistry, progress: Progress) ->
         if sidecar_mode:
             for port in ports:
                 kubelet.start_sidecar(port)
-        if not procs.wait_for(lambda: all(lab.registered(p) for p in apps), register_timeout):
+        if not procs.wait_for(
+            lambda: all(lab.registered(p) and kubelet.ready(p) for p in apps), register_timeout
+        ):
             raise RuntimeError("replicas did not register")
         consumers = lab.consumers()
         for c in consumers:
             c.start()
-        warm_up = max(1.5, s.scaled_lb_ttl / 4)
+        warm_up = max(1.5, s.scaled_lb_ttl / 4, s.steady_s)
         progress.say(
             name,
             f"{s.replicas} replicas registered; {len(consumers)} consumers sending "
@@ -567,19 +706,24 @@ def _rollout(settings: RolloutSettings, lab: LabRegistry, progress: Progress) ->
         for step, old_port in enumerate(list(apps), 1):
             new_port = procs.free_port()
             pod = f"new-{step}"
+            new_ports.append(new_port)
             new_marks.append((pod, new_port, "started", time.monotonic()))
             progress.say(name, f"{pod} starting")
-            apps[new_port] = lab.start_app(new_port)
             if sidecar_mode:
+                # The pod's containers start together: the sidecar sees the registration.
                 kubelet.start_sidecar(new_port)
-            procs.wait_for(lambda p=new_port: lab.registered(p), register_timeout)
+            apps[new_port] = lab.start_app(new_port)
+            procs.wait_for(
+                lambda p=new_port: lab.registered(p) and kubelet.ready(p), register_timeout
+            )
             new_marks.append((pod, new_port, "ready", time.monotonic()))
             progress.say(name, f"{pod} ready and registered")
             t0, drain, code, killed = kubelet.terminate(apps.pop(old_port), old_port)
             terminations.append((f"127.0.0.1:{old_port}", t0, drain, code, killed))
         rollout_s = time.monotonic() - started
-        progress.say(name, f"rollout done in {rollout_s:.1f} s; consumers stop in 1 s")
-        time.sleep(1.0)
+        tail = max(1.0, s.steady_s)
+        progress.say(name, f"rollout done in {rollout_s:.1f} s; consumers stop in {tail:g} s")
+        time.sleep(tail)
         for c in consumers:
             c.stop()
         records = [r for c in consumers for r in c.records()]
@@ -624,6 +768,14 @@ def _rollout(settings: RolloutSettings, lab: LabRegistry, progress: Progress) ->
         for pod, port, kind, at in sorted(marks + new_marks, key=lambda m: m[3])
     ]
     result.records = records
+    if s.steady_s > 0:
+        result.start = start_latency(
+            records,
+            [i for i, *_ in terminations],
+            [f"127.0.0.1:{p}" for p in new_ports],
+            started,
+            steady_from=started - s.steady_s / 2,
+        )
     progress.say(name, f"{result.requests} requests, {result.errors} failed")
     return result
 
@@ -688,12 +840,26 @@ def render(results: list[RolloutResult], settings: RolloutSettings) -> str:
             lines.append(f"{'':<21}failed: {error_kinds(r.errors_by_kind)}")
         rss = [p.sidecar_rss_mb for p in r.pods if p.sidecar_rss_mb is not None]
         overhead = [p.hook_overhead_s for p in r.pods if p.hook_overhead_s is not None]
+        if r.start is not None:
+            lines.append(f"{'':<21}{start_line(r.start)}")
         if rss:
             lines.append(
                 f"{'':<21}sidecar idle RSS {min(rss):.1f}-{max(rss):.1f} MB, /prestop overhead "
                 f"{min(overhead) * 1000:.0f}-{max(overhead) * 1000:.0f} ms"
             )
     return "\n".join(lines)
+
+
+def start_line(st: StartLatency) -> str:
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f}"
+
+    ratio = "-" if st.p99_ratio is None else f"{st.p99_ratio:.2f}x"
+    return (
+        f"new pods' first {st.window_s:g} s: {st.new_requests} requests, {st.new_errors} failed, "
+        f"p50/p99 {f(st.new_p50_ms)}/{f(st.new_p99_ms)} ms; steady p50/p99 "
+        f"{f(st.steady_p50_ms)}/{f(st.steady_p99_ms)} ms; p99 {ratio} steady"
+    )
 
 
 def write_json(
