@@ -323,4 +323,4 @@ def test_output_is_only_the_findings(nacos: NacosEmulator, app_port: int) -> Non
     )
     lines = result.output.splitlines()
     assert all(line.split(None, 1)[0] in ("ok", "warn", "fail", "check:") for line in lines), lines
-    assert lines[-1].startswith("check: 8 ok")
+    assert lines[-1].startswith("check: 9 ok")  # incl. what weights do for consumers
