@@ -198,8 +198,10 @@ class Sidecar:
         try:
             self.holds.write(holder, reason)
         except OSError as exc:
-            # Without the record a restarted sidecar cannot tell whose hold this is: say so.
+            # Without the record a restarted sidecar cannot tell whose hold this is: say so,
+            # and go on as without --state-dir rather than read back a record that is not there.
             log.warning("hold_state_write_failed", holder=holder, error=str(exc))
+            self.holds = HoldFile(None, self.holds.instance, self.holds.pod)
 
     def _clear_record(self) -> None:
         try:
