@@ -143,9 +143,6 @@ class Sidecar:
 
     def __post_init__(self) -> None:
         self.flight = SingleFlight(self._drain)
-        # Not ready before the hold has decided: a probe must not pass in the moment between
-        # the registration and the take-out.
-        self.holding = self.hold.enabled
 
     def _drain(self) -> Outcome:
         self.draining.set()
@@ -289,10 +286,10 @@ class Sidecar:
     def _hold_until_ready(self, state: InstanceState) -> bool:
         """Take the instance out, wait until ready, put it back. True: it is back in."""
         begun = self.clock.now()
+        self.holding = True
         # Recorded before the write: a sidecar killed between the two leaves a record that
         # makes its successor finish the hold rather than keep an instance out for nobody.
         self._record("startup", "held until the app is ready")
-        self.holding = True
         try:
             while not self._still_ours() or not self._take_out_for_hold():
                 if not self._still_ours() or self.stop.is_set():
@@ -495,6 +492,9 @@ def make_server(
 
 def serve(sidecar: Sidecar, host: str, port: int, terminated: threading.Event) -> None:
     """Serve until ``terminated`` (SIGTERM), then linger and finish a running drain."""
+    # Not ready before the hold has decided: a probe must not pass in the moment between the
+    # registration and the take-out. (`prestop ready` runs no start-up: it leaves this off.)
+    sidecar.holding = sidecar.hold.enabled
     server = make_server(sidecar, host, port)
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
