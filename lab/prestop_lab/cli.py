@@ -132,6 +132,18 @@ def lab(
     help="Seconds of load before and after the rollout; > 0 measures new pods' first 30 s "
     "against the steady state.",
 )
+@click.option(
+    "--notify/--no-notify",
+    default=False,
+    help="Agent strategy: give it the consumers' actuator (PRESTOP_CONSUMER_ACTUATOR) so it "
+    "evicts their load-balancer caches and confirms they let go.",
+)
+@click.option(
+    "--consumer-endpoints",
+    type=click.Choice(["all", "all-but-one"]),
+    default="all",
+    help="Which consumers expose the caches and nacosdiscovery endpoints.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("lab-results"))
 @click.option(
     "--json",
@@ -153,6 +165,8 @@ def rollout(
     flavour: str,
     startup: str,
     steady: float,
+    notify: bool,
+    consumer_endpoints: str,
     out: Path,
     as_json: bool,
 ) -> None:
@@ -182,6 +196,8 @@ def rollout(
             flavour=flavour,
             startup=hold,
             steady_s=steady,
+            notify=notify,
+            consumer_endpoints=consumer_endpoints,
         )
         for name in strategies
         for hold in (("none", "hold") if startup == "both" else (startup,))

@@ -5,24 +5,46 @@ Its view of the instance list is as stale as a real client's: it polls the list 
 a load-balancer cache on top that is refreshed only every ``lb_cache_ttl`` seconds (Spring Cloud
 LoadBalancer's ``CachingServiceInstanceListSupplier``, 35 s by default). Requests are open-loop
 at ``rate`` per second, never retried, and every outcome is recorded.
+
+The load-balancer cache behaves as Spring's: a request finding no entry (none yet, expired, or
+evicted) loads the discovery view into it, and that entry is what requests route by until it
+expires ``lb_cache_ttl`` later; without an entry the routing list is the discovery view itself.
+With ``management=True`` the consumer serves, on a port of its own, what a Spring Boot consumer
+exposes on its management port: ``/actuator/nacosdiscovery`` (Spring Cloud Alibaba, the Nacos
+client's hosts) and ``/actuator/caches`` with Spring Boot's semantics (status codes, JSON shape,
+content type); evicting ``CachingServiceInstanceListSupplierCache`` drops the entry. A consumer
+can also play an app that exposes none of this (``expose_endpoints=False``: 404 on everything
+under ``/actuator``) or one behind HTTP Basic auth (``management_auth``).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hmac
 import itertools
 import json
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
 MAX_RECORDS = 500_000
+
+# Spring Cloud LoadBalancer's instance-list cache and the cache manager holding it (with Caffeine
+# on the class path, as in the lab's real consumer, lab/java/APPS.md).
+LB_CACHE = "CachingServiceInstanceListSupplierCache"
+LB_CACHE_MANAGER = "caffeineLoadBalancerCacheManager"
+CAFFEINE_TARGET = "com.github.benmanes.caffeine.cache.BoundedLocalCache$BoundedLocalManualCache"
+# What Spring Boot 3 answers an actuator read with when the client accepts anything.
+ACTUATOR_JSON = "application/vnd.spring-boot.actuator.v3+json"
 
 
 @dataclass
@@ -45,8 +67,17 @@ class ConsumerConfig:
     username: str | None = None
     password: str | None = None
     # Serve /actuator/nacosdiscovery (Spring Cloud Alibaba's view of the Nacos client's cache)
-    # on a port of its own, and announce it to the registry as a subscriber.
+    # and /actuator/caches on a port of its own, and announce it to the registry as a subscriber.
     management: bool = False
+    # False: the management port answers 404 on everything under /actuator, as an app that
+    # does not expose these endpoints.
+    expose_endpoints: bool = True
+    # (user, password): HTTP Basic auth on the management port (401 without or with wrong ones).
+    management_auth: tuple[str, str] | None = None
+    # Cache managers and their caches, as /actuator/caches lists them.
+    cache_managers: dict[str, list[str]] = field(
+        default_factory=lambda: {LB_CACHE_MANAGER: [LB_CACHE]}
+    )
     # Eureka instead of Nacos: a DiscoveryClient fetching every refresh_interval.
     registry: Literal["nacos", "eureka"] = "nacos"
     eureka_url: str = ""
@@ -84,7 +115,13 @@ class Consumer:
         self._stop = threading.Event()
         self._discovered: list[str] = []
         self._routed: list[str] = []
-        self._routed_at = 0.0
+        # When the load-balancer cache entry was loaded; None: no entry (none yet, expired or
+        # evicted), so the routing list is the discovery view.
+        self._lb_entry_at: float | None = None
+        # Instances that left the routing list -> when (time.monotonic()).
+        self._left_routing: dict[str, float] = {}
+        self.evictions: list[float] = []
+        self._stopped_at: float | None = None  # a stopped consumer routes nothing any more
         self._rr = itertools.count()
         self._records: list[Record] = []
         self.discovery_errors = 0
@@ -128,6 +165,8 @@ class Consumer:
             t.start()
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopped_at = time.monotonic()
         self._stop.set()
         for t in self._threads:
             t.join(5)
@@ -157,11 +196,19 @@ class Consumer:
             disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
-                status, body = 404, b'{"status":404}'
-                if self.path.split("?")[0] == "/actuator/nacosdiscovery":
-                    status, body = 200, json.dumps(consumer.nacos_discovery()).encode()
+                self._answer("GET")
+
+            def do_DELETE(self) -> None:
+                self._answer("DELETE")
+
+            def _answer(self, method: str) -> None:
+                accept = self.headers.get("Accept", "")
+                status, body, headers = consumer.management_answer(
+                    method, self.path, self.headers.get("Authorization"), accept
+                )
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -175,23 +222,112 @@ class Consumer:
         self.management_port = server.server_address[1]
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
+    def management_answer(
+        self, method: str, target: str, authorization: str | None, accept: str = ""
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """(status, body, headers) for a request to the management port, as Spring Boot answers.
+
+        ``GET /actuator/caches``; ``GET /actuator/caches/{cache}[?cacheManager=]`` 200, 404
+        (unknown cache or manager) or 400 (the name is in several managers and none was
+        given); ``DELETE /actuator/caches/{cache}[?cacheManager=]`` 204 / 404 / 400;
+        ``DELETE /actuator/caches`` 204, every cache cleared; ``GET /actuator/nacosdiscovery``.
+        Bodies of 204, 400 and the endpoint's own 404 are empty, as Boot's.
+        """
+        url = urlsplit(target)
+        path = url.path
+        query = dict(parse_qsl(url.query))
+        auth = self.config.management_auth
+        if auth is not None and not _basic_ok(authorization, auth):
+            return _spring_error(401, path, {"WWW-Authenticate": 'Basic realm="Realm"'})
+        if not self.config.expose_endpoints or not path.startswith("/actuator"):
+            return _spring_error(404, path)
+        json_type = "application/json" if _wants_plain_json(accept) else ACTUATOR_JSON
+        managers = self.config.cache_managers
+        if path == "/actuator/nacosdiscovery" and method == "GET":
+            return _json(self.nacos_discovery(), json_type)
+        if path == "/actuator/caches":
+            if method == "DELETE":
+                for manager, caches in managers.items():
+                    for cache in caches:
+                        self._cleared(manager, cache)
+                return 204, b"", {}
+            listed = {
+                m: {"caches": {c: {"target": CAFFEINE_TARGET} for c in caches}}
+                for m, caches in managers.items()
+            }
+            return _json({"cacheManagers": listed}, json_type)
+        if path.startswith("/actuator/caches/") and path.count("/") == 3:
+            cache = unquote(path.rsplit("/", 1)[1])
+            wanted = query.get("cacheManager")
+            holders = [
+                m for m, caches in managers.items() if cache in caches and wanted in (None, m)
+            ]
+            if len(holders) > 1:
+                return 400, b"", {}
+            if not holders:
+                return 404, b"", {}
+            if method == "DELETE":
+                self._cleared(holders[0], cache)
+                return 204, b"", {}
+            entry = {"target": CAFFEINE_TARGET, "name": cache, "cacheManager": holders[0]}
+            return _json(entry, json_type)
+        return _spring_error(404, path)
+
+    def _cleared(self, manager: str, cache: str) -> None:
+        """A cache cleared through the actuator; only the load balancer's has an effect here."""
+        if manager != LB_CACHE_MANAGER or cache != LB_CACHE:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            self.evictions.append(now)
+            if self._lb_entry_at is not None:
+                self._lb_entry_at = None
+                self._set_routed(self._discovered, now)
+
     def nacos_discovery(self) -> dict[str, Any]:
-        """What SCA's NacosDiscoveryEndpoint shows: the Nacos client's subscribed services."""
+        """What SCA's NacosDiscoveryEndpoint shows for a service subscribed with a listener
+        (the shape a real Spring Cloud Alibaba 2025 consumer answers, lab/java/APPS.md)."""
         c = self.config
         with self._lock:
             hosts = list(self._discovered)
+        grouped = f"{c.group}@@{c.service}"
+
+        def host(instance: str) -> dict[str, Any]:
+            ip, port = instance.rsplit(":", 1)
+            return {
+                "instanceId": f"{ip}#{port}##{grouped}",
+                "ip": ip,
+                "port": int(port),
+                "weight": 1.0,
+                "healthy": True,
+                "enabled": True,
+                "ephemeral": True,
+                "clusterName": "DEFAULT",
+                "serviceName": grouped,
+                "metadata": {},
+            }
+
         return {
-            "NacosDiscoveryProperties": {"service": c.name, "namespace": c.namespace},
             "subscribe": [
                 {
                     "name": c.service,
                     "groupName": c.group,
-                    "clusters": "",
-                    "hosts": [
-                        {"ip": h.rsplit(":", 1)[0], "port": int(h.rsplit(":", 1)[1])} for h in hosts
-                    ],
+                    "cacheMillis": 1000,
+                    "hosts": [host(h) for h in hosts],
+                    "lastRefTime": 0,
+                    "checksum": "",
+                    "allIps": False,
+                    "reachProtectionThreshold": False,
+                    "valid": True,
                 }
             ],
+            "NacosDiscoveryProperties": {
+                "service": c.name,
+                "namespace": "" if c.namespace == "public" else c.namespace,
+                "group": c.group,
+                "registerEnabled": False,
+            },
         }
 
     def _subscriber_params(self) -> dict[str, str]:
@@ -223,12 +359,39 @@ class Consumer:
 
     def _set_discovered(self, hosts: list[str]) -> None:
         with self._lock:
-            if hosts != self._discovered:
-                self.list_changes.append((time.monotonic(), hosts))
-            self._discovered = hosts
             now = time.monotonic()
-            if self.config.lb_cache_ttl <= 0 or now - self._routed_at >= self.config.lb_cache_ttl:
-                self._routed, self._routed_at = hosts, now
+            self._expire(now)
+            if hosts != self._discovered:
+                self.list_changes.append((now, hosts))
+            self._discovered = hosts
+            if self._lb_entry_at is None:
+                self._set_routed(hosts, now)
+
+    # --- the load balancer's routing list (call with the lock held) ---
+
+    def _expire(self, now: float) -> None:
+        """Drop the cache entry if its TTL has passed: from then on the discovery view routes."""
+        ttl = self.config.lb_cache_ttl
+        if self._lb_entry_at is not None and now - self._lb_entry_at >= ttl:
+            expired_at = self._lb_entry_at + ttl
+            self._lb_entry_at = None
+            self._set_routed(self._discovered, expired_at)
+
+    def _load_entry(self, now: float) -> None:
+        """A request: with no entry, the load balancer loads the discovery view into one (an
+        empty list counts as no entry, as in CachingServiceInstanceListSupplier)."""
+        self._expire(now)
+        if self.config.lb_cache_ttl > 0 and self._lb_entry_at is None and self._discovered:
+            self._lb_entry_at = now
+            self._set_routed(self._discovered, now)
+
+    def _set_routed(self, hosts: list[str], at: float) -> None:
+        for instance in self._routed:
+            if instance not in hosts:
+                self._left_routing[instance] = at
+        for instance in hosts:
+            self._left_routing.pop(instance, None)
+        self._routed = hosts
 
     def _auth_params(self, relogin: bool = False) -> dict[str, str]:
         """The Java SDK's way: log in once, pass accessToken as a query parameter."""
@@ -325,17 +488,17 @@ class Consumer:
                 self._stop.wait(next_at - now)
                 continue
             next_at += interval
-            if c.lb_cache_ttl > 0:
-                with self._lock:
-                    if now - self._routed_at >= c.lb_cache_ttl:
-                        self._routed, self._routed_at = self._discovered, now
+            with self._lock:
+                self._load_entry(now)
             self._pool.submit(self._one)
             sent += 1
 
     def _one(self) -> None:
+        # Stamped before the list is read: a request started after an eviction routed by the
+        # list the eviction left.
+        start = time.monotonic()
         with self._lock:
             hosts = self._routed
-        start = time.monotonic()
         if not hosts:
             self._record(Record(start, start, "-", "no_instance"))
             return
@@ -365,8 +528,22 @@ class Consumer:
             return list(self._records)
 
     def routed(self) -> list[str]:
+        """What a request sent now would route by."""
         with self._lock:
+            self._expire(time.monotonic())
             return list(self._routed)
+
+    def routable_until(self, instance: str) -> float | None:
+        """The last moment (time.monotonic()) ``instance`` (``ip:port``) was in the routing
+        list: now if it still is, None if it never was."""
+        with self._lock:
+            now = time.monotonic()
+            if self._stopped_at is not None:
+                now = min(now, self._stopped_at)
+            self._expire(now)
+            if instance in self._routed:
+                return now
+            return self._left_routing.get(instance)
 
     def stats(self) -> dict[str, Any]:
         records = self.records()
@@ -381,6 +558,43 @@ class Consumer:
             "per_instance": dict(per_instance),
             "discovery_errors": self.discovery_errors,
         }
+
+
+def _basic_ok(header: str | None, auth: tuple[str, str]) -> bool:
+    if header is None or not header.startswith("Basic "):
+        return False
+    try:
+        given = base64.b64decode(header[len("Basic ") :], validate=True)
+    except ValueError:
+        return False
+    return hmac.compare_digest(given, f"{auth[0]}:{auth[1]}".encode())
+
+
+def _wants_plain_json(accept: str) -> bool:
+    # Spring picks the first type the client accepts: the actuator's own unless only plain
+    # JSON is asked for.
+    return "application/json" in accept and "actuator" not in accept and "*/*" not in accept
+
+
+def _json(body: Any, content_type: str) -> tuple[int, bytes, dict[str, str]]:
+    return 200, json.dumps(body).encode(), {"Content-Type": content_type}
+
+
+def _spring_error(
+    status: int, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    """Spring Boot's error page as JSON."""
+    body = {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "status": status,
+        "error": {401: "Unauthorized", 404: "Not Found"}.get(status, "Error"),
+        "path": path,
+    }
+    return (
+        status,
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json", **(headers or {})},
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

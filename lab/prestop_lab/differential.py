@@ -91,6 +91,7 @@ class Call:
     until: tuple[str, str, Any] | None = None  # (path, "present"|"absent"|"eq", expected)
     wait: float = 10.0  # bound of the poll, seconds
     note: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -166,6 +167,22 @@ _HOST_READS = ("ip", "port", "weight", "enabled", "healthy", "metadata")
 
 def _host(prefix: str, fields: tuple[str, ...] = _HOST_READS) -> tuple[str, ...]:
     return tuple(f"{prefix}.{f}" for f in fields)
+
+
+_item = _host
+# A subscriber at our instance's ip:port, so that ``[us]`` finds it in the lists.
+_SUBSCRIBER = {"clientIP": "{ip}", "udpPort": "{port}"}
+_NACOS_CLIENT = {"User-Agent": "Nacos-Java-Client:v2.3.1"}
+_AGGREGATED_V1 = {
+    "serviceName": "DEFAULT_GROUP@@{service}",
+    "namespaceId": "public",
+    "aggregation": "true",
+    "pageNo": "1",
+    "pageSize": "1000",
+}
+_AGGREGATED_V3 = {**_SVC, "aggregation": "true", "pageNo": "1", "pageSize": "500"}
+_SUB_V1_READS = ("addrStr", "agent", "app", "ip", "port", "namespaceId", "serviceName")
+_SUB_V3_READS = ("namespaceId", "groupName", "serviceName", "ip", "port", "address", "agent")
 
 
 def _login(flavour: str) -> list[Call]:
@@ -320,6 +337,32 @@ def nacos_2x() -> list[Call]:
             params=_SVC,
             reads=("code", "data"),
         ),
+        Call(
+            "subscribe_v1",
+            "GET",
+            "/v1/ns/instance/list",
+            params={**lst, **_SUBSCRIBER},
+            reads=("hosts",),
+            headers=_NACOS_CLIENT,
+            note="a Nacos client's v1 list call with clientIP and udpPort subscribes (UDP push)",
+        ),
+        Call(
+            "subscribers_aggregated",
+            "GET",
+            "/v1/ns/service/subscribers",
+            params=_AGGREGATED_V1,
+            reads=("count", "subscribers", *_item("subscribers[us]", _SUB_V1_READS)),
+            values=("subscribers[us].ip", "subscribers[us].port", "subscribers[us].addrStr"),
+            until=("subscribers[us]", "present", None),
+            note="the agent's list of consumers on 2.x",
+        ),
+        Call(
+            "subscribers_aggregated_no_token",
+            "GET",
+            "/v1/ns/service/subscribers",
+            params=_AGGREGATED_V1,
+            auth="none",
+        ),
         *_token_errors("/v1/ns/instance/list", lst),
         Call("unknown_instance_detail", "GET", "/v1/ns/instance", params=_GHOST),
         Call(
@@ -415,6 +458,45 @@ def nacos_3x() -> list[Call]:
             "/v3/admin/ns/client/service/subscriber/list",
             params=_SVC,
             reads=("code", "data"),
+        ),
+        Call(
+            "subscribe_v1",
+            "GET",
+            "/v1/ns/instance/list",
+            params={**v1_list, **_SUBSCRIBER},
+            reads=("hosts",),
+            headers=_NACOS_CLIENT,
+        ),
+        Call(
+            "subscribers_aggregated",
+            "GET",
+            "/v3/admin/ns/service/subscribers",
+            params=_AGGREGATED_V3,
+            reads=(
+                "code",
+                "data.totalCount",
+                "data.pageNumber",
+                "data.pagesAvailable",
+                "data.pageItems",
+                *_item("data.pageItems[us]", _SUB_V3_READS),
+            ),
+            values=("data.pageNumber", "data.pageItems[us].port", "data.pageItems[us].address"),
+            until=("data.pageItems[us]", "present", None),
+            note="the agent's list of consumers on 3.x",
+        ),
+        Call(
+            "subscribers_aggregated_no_token",
+            "GET",
+            "/v3/admin/ns/service/subscribers",
+            params=_AGGREGATED_V3,
+            auth="none",
+        ),
+        Call(
+            "subscribers_aggregated_v1",
+            "GET",
+            "/v1/ns/service/subscribers",
+            params={**_AGGREGATED_V1},
+            note="gone on 3.x: 410",
         ),
         *_token_errors("/v3/client/ns/instance/list", _SVC),
         Call(
@@ -768,7 +850,7 @@ def run_call(
     body = _fill(call.body, ctx) if call.body is not None else None
     path = call.path.format(**ctx)
     url = target.base + path
-    headers = _auth_headers(target, call, registry)
+    headers = {**call.headers, **_auth_headers(target, call, registry)}
     if registry == "eureka":
         headers["Accept"] = "application/xml" if call.accept == "xml" else "application/json"
     start = time.monotonic()

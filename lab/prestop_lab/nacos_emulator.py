@@ -96,6 +96,9 @@ class Client:
     last_beat: float
 
 
+# How the lab's real Java consumer (nacos-client 3.0.3) shows in Nacos's subscriber lists.
+SUBSCRIBER_AGENT = "Nacos-Java-Client:v3.0.3"
+
 # A status the handler answers with a broken status line (``HTTP/1.1 0``) and no body.
 BROKEN_ANSWER = 0
 
@@ -126,8 +129,11 @@ class Store:
         self.clients: dict[str, Client] = {}
         self.cache: dict[SvcKey, tuple[int, list[dict[str, Any]]]] = {}
         # Subscribers per service: client id -> (ip, port, last seen). Real subscribers are gRPC
-        # connections; lab consumers announce themselves with clientIP (as v1 list callers do).
+        # connections; lab consumers announce themselves with clientIP (as v1 list callers do)
+        # and subscriberPort (their management port; v1 callers' udpPort is listed the same way).
         self.subscribers: dict[SvcKey, dict[str, tuple[str, int, float]]] = {}
+        # (agent, app) per subscriber, as the subscriber lists show them.
+        self.subscriber_agents: dict[tuple[SvcKey, str, int], tuple[str, str]] = {}
         self.dirty: dict[SvcKey, float] = {}
         self.revision = itertools.count(1)
 
@@ -165,13 +171,31 @@ class Store:
         with self.lock:
             return self.cache.get(svc, (0, []))
 
-    def subscribe(self, svc: SvcKey, params: dict[str, str]) -> None:
+    def subscribe(self, svc: SvcKey, params: dict[str, str], agent: str = "") -> None:
         ip = params.get("clientIP") or params.get("clientIp")
         if not ip:
             return
-        port = int(params.get("subscriberPort") or params.get("udpPort") or 0)
+        if params.get("subscriberPort"):
+            # The lab's stand-in for a gRPC subscriber (which HTTP cannot be).
+            port = int(params["subscriberPort"])
+            agent, app = SUBSCRIBER_AGENT, "unknown"
+        else:
+            # N 2.3.1:naming/.../InstanceOperatorClientImpl.listInstance: a v1 list caller is a
+            # (UDP push) subscriber only with a udpPort and a Nacos client's User-Agent; real
+            # 2.3.1 and 3.1.0 both list it then (docs/differences.md).
+            port = int(params.get("udpPort") or 0)
+            nacos_client = agent.startswith(("Nacos-Java-Client", "Nacos-Go-Client"))
+            if port <= 0 or not nacos_client:
+                return
+            app = params.get("app", "")
         with self.lock:
             self.subscribers.setdefault(svc, {})[f"{ip}:{port}#sub"] = (ip, port, self.clock())
+            self.subscriber_agents[(svc, ip, port)] = (agent, app)
+
+    def subscriber_agent(self, svc: SvcKey, ip: str, port: int) -> tuple[str, str]:
+        """(agent, app) of a subscriber."""
+        with self.lock:
+            return self.subscriber_agents.get((svc, ip, port), (SUBSCRIBER_AGENT, "unknown"))
 
     def subscriber_list(self, svc: SvcKey) -> list[tuple[str, str, int]]:
         # A subscriber silent for 30 s is gone (its connection would have been closed).
@@ -182,6 +206,14 @@ class Store:
                 if now - seen > 30:
                     del subs[cid]
             return [(cid, ip, port) for cid, (ip, port, _) in subs.items()]
+
+    def subscriber_page(
+        self, svc: SvcKey, page_no: int, page_size: int
+    ) -> tuple[int, list[tuple[str, int]]]:
+        """(total, the page's (ip, port)), in subscription order."""
+        subs = [(ip, port) for _, ip, port in self.subscriber_list(svc)]
+        start = min(max(0, (page_no - 1) * page_size), len(subs))
+        return len(subs), subs[start : start + max(0, page_size)]
 
     def touch(self, svc: SvcKey) -> None:
         # N 2.5.1:naming/.../push/v2/NamingSubscriberServiceV2Impl: a PushDelayTask of
@@ -568,14 +600,19 @@ class Api:
         )
         if flavour == "3.x" and admin_call and not self.config.compat_admin_enabled:
             raise self.gone(full, f"{method} {self.config.context_path}/v3/admin/ns/instance")
+        v1_subscribers = sub == "/ns/service/subscribers" and style == "v1"
+        if flavour == "3.x" and v1_subscribers and not self.config.compat_admin_enabled:
+            raise self.gone(full, f"GET {self.config.context_path}/v3/admin/ns/service/subscribers")
 
+        if sub == "/ns/service/subscribers" and method == "GET" and style == "v1":
+            return self.v1_subscribers(params)
         if sub == "/ns/client/service/subscriber/list" and method == "GET" and style == "v2":
             # N 2.5.1:naming/.../controllers/v2/ClientInfoControllerV2.getSubscribeClientList
             subs = self.store.subscriber_list(self.svc_key(params, style))
             return self.result([{"clientId": c, "ip": ip, "port": port} for c, ip, port in subs])
         if sub == "/ns/instance/list" and method == "GET":
             svc = self.svc_key(params, style)
-            self.store.subscribe(svc, params)
+            self.store.subscribe(svc, params, headers.get("user-agent", ""))
             _, hosts = self.store.served(svc)
             visible = [h for h in hosts if h["enabled"]]  # enabled filter is unconditional
             if _bool(params.get("healthyOnly"), False):
@@ -620,6 +657,63 @@ class Api:
             self.patch_record(svc, key, params, style, weight_default=None, enabled_default=None)
             return ok
         raise self.spring_error(405, "Method Not Allowed", full)
+
+    def page_params(self, params: dict[str, str], style: str, size: int) -> tuple[int, int]:
+        try:
+            return int(params.get("pageNo") or 1), int(params.get("pageSize") or size)
+        except ValueError:
+            raise self.api_error(style, 400, 10000, "parameter error", "page invalid") from None
+
+    def v1_subscribers(self, params: dict[str, str]) -> tuple[int, str, str]:
+        # N 2.3.1:naming/.../controllers/ServiceController.subscribers, as real 2.3.1 answers
+        # (docs/differences.md): a gRPC subscriber is listed by the IP its client reports, port
+        # 0 and addrStr without a port; a v1 list caller by clientIP:udpPort. Lab consumers are
+        # the latter (their management port), with a Java SDK's agent and app.
+        svc = self.svc_key(params, "v1")
+        page_no, page_size = self.page_params(params, "v1", 1000)
+        total, page = self.store.subscriber_page(svc, page_no, page_size)
+        items = [
+            {
+                "addrStr": f"{ip}:{port}" if port else ip,
+                "agent": self.store.subscriber_agent(svc, ip, port)[0],
+                "app": self.store.subscriber_agent(svc, ip, port)[1],
+                "ip": ip,
+                "port": port,
+                "namespaceId": svc[0],
+                "serviceName": svc[1],
+                "cluster": "",
+            }
+            for ip, port in page
+        ]
+        return 200, json.dumps({"subscribers": items, "count": total}), "json"
+
+    def v3_subscribers(self, params: dict[str, str]) -> tuple[int, str, str]:
+        # N 3.1.0:naming/.../controllers/v3/ServiceControllerV3.subscribers: Page<SubscriberInfo>
+        svc = self.svc_key(params, "v3")
+        page_no, page_size = self.page_params(params, "v3", 10)
+        total, page = self.store.subscriber_page(svc, page_no, page_size)
+        group, name = svc[1].split("@@", 1)
+        items = [
+            {
+                "namespaceId": svc[0],
+                "groupName": group,
+                "serviceName": name,
+                "ip": ip,
+                "port": port,
+                "agent": self.store.subscriber_agent(svc, ip, port)[0],
+                "appName": self.store.subscriber_agent(svc, ip, port)[1],
+                "address": f"{ip}:{port}",
+            }
+            for ip, port in page
+        ]
+        pages = -(-total // page_size) if page_size > 0 else 0
+        data = {
+            "totalCount": total,
+            "pageNumber": page_no,
+            "pagesAvailable": pages,
+            "pageItems": items,
+        }
+        return self.result(data)
 
     def service_info(self, svc: SvcKey, hosts: list[dict[str, Any]], clusters: str) -> Any:
         group = svc[1].split("@@", 1)[0]
@@ -824,6 +918,8 @@ class Api:
     # --- v3 ---
 
     def v3(self, method: str, sub: str, params: dict[str, str], full: str) -> tuple[int, str, str]:
+        if sub == "/v3/admin/ns/service/subscribers" and method == "GET":
+            return self.v3_subscribers(params)
         if sub == "/v3/admin/ns/client/service/subscriber/list" and method == "GET":
             subs = self.store.subscriber_list(self.svc_key(params, "v3"))
             data = [

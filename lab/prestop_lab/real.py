@@ -323,9 +323,12 @@ class JavaConsumer:
     tail_probability: float = 0.0
     tail_ms: float = 2000.0
     name: str = "spring-lb"
+    port: int = 0  # 0: a free port
+    # False: the actuator exposes neither caches nor nacosdiscovery (an app that never opted in).
+    expose_endpoints: bool = True
 
     def __post_init__(self) -> None:
-        self.port = procs.free_port()
+        self.port = self.port or procs.free_port()
         self.proc: procs.Proc | None = None
         # Java stamps records with the wall clock; the rollout measures with the monotonic one.
         self._offset = time.time() - time.monotonic()
@@ -346,7 +349,16 @@ class JavaConsumer:
             f"--lab.tail-probability={self.tail_probability:g}",
             f"--lab.tail-ms={self.tail_ms:g}",
             f"--lab.timeout-ms={int(max(30_000, 3 * self.tail_ms))}",
+            *(
+                []
+                if self.expose_endpoints
+                else ["--management.endpoints.web.exposure.include=health"]
+            ),
             heap_mb=192,
+            # The Nacos client reports its own IP to the server (Nacos lists subscribers by
+            # it); by default the first non-loopback address, where this loopback-bound
+            # consumer cannot be reached. In a pod both are the pod IP.
+            sysprops={"com.alibaba.nacos.client.local.ip": "127.0.0.1"},
         )
         self.proc = procs.start(f"consumer-{self.port}", argv)
         wait_until(
@@ -411,6 +423,14 @@ class JavaConsumer:
                 return out
             after = body["next"]
 
+    def routable_until(self, instance: str) -> float | None:
+        """When ``instance`` (``ip:port``) was last in the list the load balancer routes by
+        (the consumer samples its cache entry every 50 ms), on this process's monotonic clock;
+        None if never."""
+        body = httpx.get(f"{self.url}/lab/routable", timeout=10).json()
+        ms = body.get("instances", {}).get(instance)
+        return None if ms is None else float(ms) / 1000 - self._offset
+
     def kill(self) -> None:
         if self.proc is not None:
             self.proc.kill()
@@ -432,9 +452,12 @@ def nacos_agent_env(server: NacosServer, port: int, budget: float) -> dict[str, 
 
 
 def new_consumer(
-    s: RolloutSettings, registry_argv: list[str], owned: list[JavaConsumer]
+    s: RolloutSettings, registry_argv: list[str], owned: list[JavaConsumer], port: int = 0
 ) -> list[JavaConsumer]:
-    """A fresh consumer process for one rollout; the previous rollout's is stopped first."""
+    """A fresh consumer process for one rollout; the previous rollout's is stopped first.
+
+    ``consumer_endpoints="all-but-one"``: the one consumer there is exposes no caches endpoint.
+    """
     while owned:
         owned.pop().kill()
     consumer = JavaConsumer(
@@ -444,6 +467,8 @@ def new_consumer(
         latency_ms=s.latency_ms,
         tail_probability=s.latency_tail,
         tail_ms=s.tail_ms,
+        port=port,
+        expose_endpoints=s.consumer_endpoints != "all-but-one",
     )
     owned.append(consumer)
     return [consumer.launch()]
@@ -460,6 +485,8 @@ class RealNacosLab:
         self._owns_server = server is None
         self.server = server or NacosServer("3.x" if s.flavour == "3.x" else "2.x")
         self._consumers: list[JavaConsumer] = []
+        # Known before the consumer starts: sidecars get the actuator address at their start.
+        self.consumer_port = procs.free_port()
 
     def __enter__(self) -> RealNacosLab:
         if self._owns_server:
@@ -485,6 +512,10 @@ class RealNacosLab:
     def agent_env(self, port: int, budget: float) -> dict[str, str]:
         return nacos_agent_env(self.server, port, budget)
 
+    def consumer_actuator(self) -> str | None:
+        # A gRPC subscriber is listed with port 0: the consumer's own port is given.
+        return f"http://{{ip}}:{self.consumer_port}/actuator"
+
     def take_out_by_hand(self, port: int) -> None:
         # The script people paste: one curl that disables the instance (weight not sent).
         params = {"serviceName": SERVICE, "ip": "127.0.0.1", "port": str(port), "enabled": "false"}
@@ -500,7 +531,7 @@ class RealNacosLab:
         return self.s.scaled_lb_ttl + 3.0
 
     def consumers(self) -> list[JavaConsumer]:
-        return new_consumer(self.s, self.registry_argv(), self._consumers)
+        return new_consumer(self.s, self.registry_argv(), self._consumers, self.consumer_port)
 
 
 class RealEurekaLab:
@@ -549,6 +580,9 @@ class RealEurekaLab:
     def agent_env(self, port: int, budget: float) -> dict[str, str]:
         urls = ",".join(self.peers.urls)
         return eureka_agent_env(urls, SERVICE, port, budget, self.s.time_scale)
+
+    def consumer_actuator(self) -> str | None:
+        return None  # Eureka lists no subscribers
 
     def take_out_by_hand(self, port: int) -> None:
         url = f"{self.peers.urls[0]}apps/{SERVICE.upper()}/{self.instance_id(port)}/status"

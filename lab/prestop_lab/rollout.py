@@ -10,6 +10,18 @@ usual deregister + fixed sleep + shutdown script) and ``agent`` (``prestop drain
 Per pod it measures the drain (preStop start to the app's port closing) and its lower bound:
 the last request a consumer routed to the pod after its take-out, plus the longest request in
 flight, measured from the take-out. All staleness values are multiplied by ``time_scale``.
+
+At low request rates the last request says little: a consumer whose load balancer still lists
+the pod may simply not have sent it anything yet, and a drain that ended then would lose its
+next request. So the bound is also at least the last moment any consumer's routing list (the
+list a request would be routed by: the load-balancer cache entry, or without one the discovery
+view) contained the pod, from the same start (``Load.routable_until``; the Spring consumer
+samples its cache every 50 ms). A drain shorter than that was lucky, not safe.
+
+``notify`` gives the agent the consumers' actuator (``PRESTOP_CONSUMER_ACTUATOR``) so that it
+can evict their load-balancer caches and confirm they let go; ``consumer_endpoints
+="all-but-one"`` plays one consumer that does not expose those endpoints (the agent must fall
+back to its quiet window).
 """
 
 from __future__ import annotations
@@ -77,6 +89,8 @@ class RolloutSettings:
     # after it (the last new pod's first seconds); 0: the short settle only.
     steady_s: float = 0.0
     cold_cache_entries: int = 150_000  # the real provider's lazily built cache (lab/java)
+    notify: bool = False  # agent strategy: tell it the consumers' actuator (cache eviction)
+    consumer_endpoints: str = "all"  # or "all-but-one": one consumer exposes no actuator
 
     @property
     def scaled_lb_ttl(self) -> float:
@@ -271,6 +285,12 @@ def _bound(records: list[Record], instance: str, t0: float) -> float:
     return last + (max(in_flight) if in_flight else 0.0)
 
 
+def _routable_bound(consumers: Sequence[Load], instance: str, t0: float) -> float:
+    """How long after ``t0`` some consumer could still have routed a request to ``instance``."""
+    until = [t for c in consumers if (t := c.routable_until(instance)) is not None]
+    return max(0.0, max(until) - t0) if until else 0.0
+
+
 class NacosLab:
     """The Nacos emulator and what the rollout needs from it."""
 
@@ -298,6 +318,10 @@ class NacosLab:
 
     def agent_env(self, port: int, budget: float) -> dict[str, str]:
         return agent_env(self.emulator.addr, port, budget, auth=False)
+
+    def consumer_actuator(self) -> str | None:
+        # Each consumer announces its management port as its subscriber port.
+        return "http://{ip}:{port}/actuator"
 
     def take_out_by_hand(self, port: int) -> None:
         # curl -X PUT .../v1/ns/instance?...&enabled=false
@@ -328,6 +352,8 @@ class NacosLab:
                     discovery="watch",
                     lb_cache_ttl=s.scaled_lb_ttl,
                     rate=share,
+                    # The consumer that needs the eviction most is the one that hides it.
+                    expose_endpoints=s.consumer_endpoints != "all-but-one",
                 )
             ),
         ]
@@ -390,6 +416,9 @@ class EurekaLab:
     def agent_env(self, port: int, budget: float) -> dict[str, str]:
         return eureka_agent_env(self.emulator.url, SERVICE, port, budget, self.s.time_scale)
 
+    def consumer_actuator(self) -> str | None:
+        return None  # Eureka lists no subscribers
+
     def take_out_by_hand(self, port: int) -> None:
         # curl -X PUT .../eureka/apps/DEMO/<id>/status?value=OUT_OF_SERVICE
         url = f"{self.emulator.url}apps/{SERVICE.upper()}/{self.instance_id(port)}/status"
@@ -431,6 +460,8 @@ class Load(Protocol):
 
     def records(self) -> list[Record]: ...
 
+    def routable_until(self, instance: str) -> float | None: ...
+
 
 class LabRegistry(Protocol):
     """What the rollout needs of a registry and its apps, emulated or real."""
@@ -446,6 +477,8 @@ class LabRegistry(Protocol):
     def registered(self, port: int) -> bool: ...
 
     def agent_env(self, port: int, budget: float) -> dict[str, str]: ...
+
+    def consumer_actuator(self) -> str | None: ...
 
     def take_out_by_hand(self, port: int) -> None: ...
 
@@ -511,7 +544,7 @@ class Kubelet:
         """A `prestop serve` container beside the app, sharing its network namespace."""
         side_port = procs.free_port()
         budget = max(1.0, self.s.grace - 3.0)
-        env = {**self.lab.agent_env(app_port, budget), "PRESTOP_TOKEN": TOKEN}
+        env = {**self.agent_env(app_port, budget), "PRESTOP_TOKEN": TOKEN}
         env |= startup_env(self.s, app_port)
         proc = procs.start(
             f"sidecar-{app_port}",
@@ -562,6 +595,13 @@ class Kubelet:
             )
         return t0, (closed[0] - t0) if closed else None, prestop_exit, killed
 
+    def agent_env(self, port: int, budget: float) -> dict[str, str]:
+        env = self.lab.agent_env(port, budget)
+        actuator = self.lab.consumer_actuator()
+        if self.s.notify and actuator is not None:
+            env["PRESTOP_CONSUMER_ACTUATOR"] = actuator
+        return env
+
     @staticmethod
     def _watch_port(port: int, t0: float, closed: list[float]) -> None:
         while time.monotonic() - t0 < 600:
@@ -581,7 +621,7 @@ class Kubelet:
         agent = procs.start(
             f"prestop-{port}",
             procs.prestop_argv("drain"),
-            env=self.lab.agent_env(port, budget),
+            env=self.agent_env(port, budget),
         )
         with self.progress.follow(agent, self.who, self.names.get(port, "")):
             code = agent.wait(max(0.1, deadline - time.monotonic()))
@@ -746,7 +786,7 @@ def _rollout(settings: RolloutSettings, lab: LabRegistry, progress: Progress) ->
     result = RolloutResult(name, len(records), len(errors), by_kind, round(rollout_s, 3))
     result.started_at = started
     for instance, t0, drain, code, killed in terminations:
-        bound = _bound(records, instance, t0)
+        bound = max(_bound(records, instance, t0), _routable_bound(consumers, instance, t0))
         result.pods.append(
             PodResult(
                 instance=instance,

@@ -17,10 +17,18 @@ public class LabController {
 
     private final RecordStore records;
     private final LoadDriver driver;
+    private final RoutableSampler routable;
 
-    public LabController(RecordStore records, LoadDriver driver) {
+    public LabController(RecordStore records, LoadDriver driver, RoutableSampler routable) {
         this.records = records;
         this.driver = driver;
+        this.routable = routable;
+    }
+
+    /** {"sampledAt": ms, "instances": {"ip:port": ms}}: when each instance was last routable. */
+    @GetMapping("/routable")
+    public Map<String, Object> routable() {
+        return routable.snapshot();
     }
 
     /** {"next": N, "records": [[seq, start_ms, end_ms, "ip:port", "ok"], ...]}; pass next as after. */

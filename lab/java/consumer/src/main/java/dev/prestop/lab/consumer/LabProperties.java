@@ -14,6 +14,8 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  * @param workers           threads that send requests (bounds the requests in flight)
  * @param queue             arrivals that may wait for a worker before they are dropped
  * @param maxRecords        records kept in memory; later requests are counted in /lab/stats only
+ * @param subscribeListener subscribe the service with a no-op listener at start-up, so that
+ *                          /actuator/nacosdiscovery lists its hosts (default true)
  */
 @ConfigurationProperties("lab")
 public record LabProperties(
@@ -25,7 +27,8 @@ public record LabProperties(
         long timeoutMs,
         int workers,
         int queue,
-        int maxRecords) {
+        int maxRecords,
+        Boolean subscribeListener) {
 
     public LabProperties {
         if (service == null || service.isBlank()) {
@@ -42,6 +45,9 @@ public record LabProperties(
         }
         if (maxRecords <= 0) {
             maxRecords = 2_000_000;
+        }
+        if (subscribeListener == null) {
+            subscribeListener = Boolean.TRUE;
         }
     }
 }
