@@ -389,7 +389,7 @@ def _phase_rows(result: DemoResult, settings: DemoSettings) -> list[tuple[str, s
 
 
 def drain_setter(drain: dict[str, Any], min_wait: float | None) -> str:
-    """What ended the drain: --min-wait, the quiet window, or a cap."""
+    """What ended the drain: --min-wait, the consumers, the quiet window, or a cap."""
     reason = drain.get("reason")
     window = drain.get("quiet_window_s")
     took = drain.get("duration_s")
@@ -397,6 +397,14 @@ def drain_setter(drain: dict[str, Any], min_wait: float | None) -> str:
         return "gave up at --max-wait: traffic did not stop"
     if reason == "deadline":
         return "gave up: the budget ran out before traffic stopped"
+    if reason == "consumers_let_go":
+        if (
+            min_wait is not None
+            and isinstance(took, (int, float))
+            and took <= min_wait + MIN_WAIT_SLACK
+        ):
+            return f"set by --min-wait {min_wait:g} s: every consumer had let go before"
+        return "set by the consumers: every one let go, nothing was in flight"
     if reason != "quiet":
         return f"ended: {reason}"
     # Drained within one sampling interval of --min-wait: the quiet window had passed already.
