@@ -139,6 +139,13 @@ def lab(
     "evicts their load-balancer caches and confirms they let go.",
 )
 @click.option(
+    "--min-wait",
+    type=float,
+    default=None,
+    help="Agent strategy: its --min-wait (default: the agent's 2 s). The lab has no traffic "
+    "outside the registry, which is what --min-wait covers.",
+)
+@click.option(
     "--consumer-endpoints",
     type=click.Choice(["all", "all-but-one"]),
     default="all",
@@ -166,6 +173,7 @@ def rollout(
     startup: str,
     steady: float,
     notify: bool,
+    min_wait: float | None,
     consumer_endpoints: str,
     out: Path,
     as_json: bool,
@@ -197,6 +205,7 @@ def rollout(
             startup=hold,
             steady_s=steady,
             notify=notify,
+            min_wait=min_wait,
             consumer_endpoints=consumer_endpoints,
         )
         for name in strategies

@@ -7,16 +7,20 @@ until it is ready and registered, then terminates the old one as kubelet does: p
 SIGTERM, then SIGKILL at the grace period. Strategies for the preStop: ``none``, ``sleep`` (the
 usual deregister + fixed sleep + shutdown script) and ``agent`` (``prestop drain``).
 
-Per pod it measures the drain (preStop start to the app's port closing) and its lower bound:
-the last request a consumer routed to the pod after its take-out, plus the longest request in
-flight, measured from the take-out. All staleness values are multiplied by ``time_scale``.
+Per pod it measures the drain (preStop start to the app's port closing) and its lower bound,
+both from the preStop's start: when the last request the pod received had been answered. All
+staleness values are multiplied by ``time_scale``.
 
 At low request rates the last request says little: a consumer whose load balancer still lists
 the pod may simply not have sent it anything yet, and a drain that ended then would lose its
 next request. So the bound is also at least the last moment any consumer's routing list (the
 list a request would be routed by: the load-balancer cache entry, or without one the discovery
 view) contained the pod, from the same start (``Load.routable_until``; the Spring consumer
-samples its cache every 50 ms). A drain shorter than that was lucky, not safe.
+samples its cache every 50 ms). A drain shorter than that was lucky, not safe. To that the
+bound adds the app's own stop time, from the shutdown POST (or signal; else SIGTERM) to its
+port closing (Spring Boot's shutdown endpoint alone waits 0.5 s): the drain is measured to the
+port closing, and a drain that stops the app only once traffic has ended cannot close it
+sooner.
 
 ``notify`` gives the agent the consumers' actuator (``PRESTOP_CONSUMER_ACTUATOR``) so that it
 can evict their load-balancer caches and confirm they let go; ``consumer_endpoints
@@ -90,6 +94,7 @@ class RolloutSettings:
     steady_s: float = 0.0
     cold_cache_entries: int = 150_000  # the real provider's lazily built cache (lab/java)
     notify: bool = False  # agent strategy: tell it the consumers' actuator (cache eviction)
+    min_wait: float | None = None  # agent strategy: its --min-wait (None: the agent's 2 s)
     consumer_endpoints: str = "all"  # or "all-but-one": one consumer exposes no actuator
 
     @property
@@ -115,7 +120,7 @@ class RolloutSettings:
 class PodResult:
     instance: str
     drain_s: float | None  # preStop start → the app's port refused connections
-    bound_s: float  # last routed request after take-out + longest request in flight
+    bound_s: float  # last request answered or routable, + the app's stop time (docstring)
     ratio: float | None
     errors: int
     prestop_exit: int | None
@@ -278,17 +283,27 @@ def startup_env(s: RolloutSettings, app_port: int) -> dict[str, str]:
 
 
 def _bound(records: list[Record], instance: str, t0: float) -> float:
-    to_pod = [r for r in records if r.instance == instance]
-    routed_after = [r.start for r in to_pod if r.start >= t0]
-    in_flight = [r.end - r.start for r in to_pod if r.end >= t0]
-    last = (max(routed_after) - t0) if routed_after else 0.0
-    return last + (max(in_flight) if in_flight else 0.0)
+    """When, after ``t0``, the last request the pod received had been answered."""
+    ends = [r.end for r in records if r.instance == instance and r.end >= t0]
+    return max(ends) - t0 if ends else 0.0
 
 
 def _routable_bound(consumers: Sequence[Load], instance: str, t0: float) -> float:
     """How long after ``t0`` some consumer could still have routed a request to ``instance``."""
     until = [t for c in consumers if (t := c.routable_until(instance)) is not None]
     return max(0.0, max(until) - t0) if until else 0.0
+
+
+def _app_stop(marks: list[tuple[str, float]]) -> float:
+    """How long the app took from being told to stop (the shutdown POST or signal, else
+    SIGTERM) to its port closing; 0 when not seen. No drain that stops the app only after the
+    traffic ended can be shorter than the traffic's end plus this (Spring waits 0.5 s)."""
+    at = dict(marks)
+    told = at.get("shutdown", at.get("sigterm"))
+    closed = at.get("port_closed")
+    if told is None or closed is None or closed < told:
+        return 0.0
+    return closed - told
 
 
 class NacosLab:
@@ -598,8 +613,13 @@ class Kubelet:
     def agent_env(self, port: int, budget: float) -> dict[str, str]:
         env = self.lab.agent_env(port, budget)
         actuator = self.lab.consumer_actuator()
+        # Without --notify the agent drains by its quiet window alone (the demo's env tells
+        # the consumers; the benchmark compares both ways).
+        env.pop("PRESTOP_CONSUMER_PORT", None)
         if self.s.notify and actuator is not None:
             env["PRESTOP_CONSUMER_ACTUATOR"] = actuator
+        if self.s.min_wait is not None:
+            env["PRESTOP_MIN_WAIT"] = f"{self.s.min_wait:g}"
         return env
 
     @staticmethod
@@ -787,6 +807,7 @@ def _rollout(settings: RolloutSettings, lab: LabRegistry, progress: Progress) ->
     result.started_at = started
     for instance, t0, drain, code, killed in terminations:
         bound = max(_bound(records, instance, t0), _routable_bound(consumers, instance, t0))
+        bound += _app_stop(kubelet.marks.get(port_of(instance), []))
         result.pods.append(
             PodResult(
                 instance=instance,

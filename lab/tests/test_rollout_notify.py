@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from prestop_lab.cli import lab
@@ -15,6 +16,7 @@ from prestop_lab.rollout import (
     NacosLab,
     RolloutResult,
     RolloutSettings,
+    _app_stop,
     _bound,
     _routable_bound,
     write_json,
@@ -53,6 +55,24 @@ def test_bound_counts_a_routing_list_that_sent_nothing() -> None:
     assert _routable_bound([FakeLoad()], POD, 100.0) == 0.0
     # A list that let go before t0 adds nothing.
     assert _routable_bound([FakeLoad({POD: 99.0})], POD, 100.0) == 0.0
+
+
+def test_bound_is_when_the_last_request_was_answered() -> None:
+    """A long request that started before the preStop counts until it ended, not as a
+    duration added to the last start."""
+    records = [
+        Record(start=98.0, end=100.1, instance=POD, outcome="ok"),
+        Record(start=100.5, end=100.6, instance=POD, outcome="ok"),
+        Record(start=99.0, end=101.5, instance="other:1", outcome="ok"),
+    ]
+    assert _bound(records, POD, 100.0) == pytest.approx(0.6)
+
+
+def test_app_stop_is_from_the_shutdown_to_the_port_closing() -> None:
+    assert _app_stop([("shutdown", 10.0), ("port_closed", 10.6)]) == pytest.approx(0.6)
+    assert _app_stop([("sigterm", 5.0), ("port_closed", 5.2)]) == pytest.approx(0.2)
+    assert _app_stop([("port_closed", 5.0), ("sigterm", 6.0)]) == 0.0
+    assert _app_stop([]) == 0.0
 
 
 def test_notify_gives_the_agent_the_consumers_actuator() -> None:
