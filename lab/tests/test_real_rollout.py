@@ -41,6 +41,7 @@ class Options(TypedDict, total=False):
     strategy: str
     registry: str
     flavour: str
+    notify: bool
 
 
 def settings(**kw: Unpack[Options]) -> RolloutSettings:
@@ -92,6 +93,18 @@ def test_nacos2_without_prestop_loses_requests(nacos2: LabRegistry) -> None:
 def test_nacos3_agent_loses_no_request(nacos3: LabRegistry) -> None:
     """Nacos 3.1.0: the agent takes the instance out through the v3 admin API, loses nothing."""
     assert_lossless_agent(run_rollout(settings(strategy="agent", flavour="3.x"), nacos3))
+
+
+def test_nacos3_told_consumer_lets_go(nacos3: LabRegistry) -> None:
+    """--notify on the real stack: the Spring consumer's nacosdiscovery view drops the pod, its
+    Caffeine load-balancer cache is evicted through /actuator/caches, every drain ends on that
+    knowledge, and nothing is lost."""
+    result = run_rollout(settings(strategy="agent", flavour="3.x", notify=True), nacos3)
+    assert_lossless_agent(result)
+    for pod in result.pods:
+        drain = pod.prestop_summary["phases"]["drain"]
+        assert drain["reason"] == "consumers_let_go", drain
+        assert drain["consumers"]["consumers"] == 1 and drain["consumers"]["unconfirmed"] == {}
 
 
 def test_eureka_agent_loses_no_request_and_cancels_after_stop(eureka: LabRegistry) -> None:

@@ -97,3 +97,32 @@ def test_eureka_sidecar_loses_no_request() -> None:
     for pod in result.pods:
         assert pod.prestop_exit == 0
         assert pod.prestop_summary["phases"]["deregister"]["outcome"] == "ok"
+
+
+def test_told_consumers_end_every_drain_on_knowledge() -> None:
+    """--notify: every consumer's cache is evicted once its view let go; no failed request,
+    and each drain ends because every consumer let go, not by a quiet window."""
+    result = run_rollout(RolloutSettings(strategy="agent", notify=True, **SHORT))
+    assert result.errors == 0, result.errors_by_kind
+    for pod in result.pods:
+        drain = pod.prestop_summary["phases"]["drain"]
+        assert drain["reason"] == "consumers_let_go", drain
+        assert drain["consumers"]["consumers"] == 3
+        assert drain["consumers"]["unconfirmed"] == {}
+
+
+def test_a_consumer_without_endpoints_forces_the_quiet_window() -> None:
+    """One consumer exposes no actuator: still no failed request, the drain falls back to its
+    quiet window, and the summary names that consumer and why."""
+    settings = RolloutSettings(
+        strategy="agent", notify=True, consumer_endpoints="all-but-one", **SHORT
+    )
+    result = run_rollout(settings)
+    assert result.errors == 0, result.errors_by_kind
+    for pod in result.pods:
+        drain = pod.prestop_summary["phases"]["drain"]
+        assert drain["reason"] == "quiet", drain
+        unconfirmed = drain["consumers"]["unconfirmed"]
+        assert len(unconfirmed) == 1, drain
+        assert "HTTP 404" in next(iter(unconfirmed.values()))
+        assert len(drain["consumers"]["let_go"]) == 2
