@@ -491,3 +491,34 @@ def test_examples_are_current_renderings(helm: Path, tmp_path: Path) -> None:
         assert (EXAMPLES / name).read_text() == fresh, (
             f"examples/{name} is stale: run HELM={helm} deploy/render-examples.sh"
         )
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "native-sidecar"])
+def test_startup_hold_reaches_the_sidecar_with_its_state_dir(
+    helm: Path, mode: str, tmp_path: Path
+) -> None:
+    """The hold's switches reach `prestop serve`, and its hold record lives on an emptyDir."""
+    text = template(
+        helm,
+        "--set",
+        f"mode={mode},agent.startupHold.enabled=true,agent.startupHold.delay=5",
+        "--set",
+        "agent.startupHold.readyUrl=http://127.0.0.1:8080/ready",
+    )
+    docs = documents(text)
+    for doc in docs:
+        kubernetes_validate.validate(doc, NEWEST, strict=True)
+    deployment = by_kind(docs)["Deployment"]
+    ((container, _argv),) = _serve_sidecars(deployment)
+    env = _pod_env(container)
+    assert env["PRESTOP_STARTUP_HOLD"] == "on"
+    assert env["PRESTOP_STARTUP_DELAY"] == "5"
+    assert env["PRESTOP_READY_URL"] == "http://127.0.0.1:8080/ready"
+    assert env["PRESTOP_STATE_DIR"] == "/run/prestop"
+    assert {"name": "prestop-state", "mountPath": "/run/prestop"} in container["volumeMounts"]
+    volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    assert "emptyDir" in volumes["prestop-state"]
+    env["PRESTOP_STATE_DIR"] = str(tmp_path)  # the emptyDir, here
+    side = config.load_sidecar({}, env, config.load({}, env), require_token=False)
+    assert side.startup_hold and side.startup_delay == 5.0
+    assert side.ready_url == "http://127.0.0.1:8080/ready"

@@ -160,6 +160,25 @@ The agent reads the app's own variables, so in exec modes one list serves both.
     # The same instance and registry settings as the app.
     {{- include "prestop.registryEnv" . | nindent 4 }}
     {{- include "prestop.agentEnv" . | nindent 4 }}
+    # Who holds the instance out (start-up hold, `prestop down`, a drain), kept across a
+    # restart of this container so it repairs only its own leftovers (README: the start-up hold).
+    - name: PRESTOP_STATE_DIR
+      value: /run/prestop
+    {{- if .Values.agent.startupHold.enabled }}
+    - name: PRESTOP_STARTUP_HOLD
+      value: "on"
+    {{- with .Values.agent.startupHold.readyUrl }}
+    - name: PRESTOP_READY_URL
+      value: {{ . | quote }}
+    {{- end }}
+    {{- if .Values.agent.startupHold.delay }}
+    - name: PRESTOP_STARTUP_DELAY
+      value: {{ .Values.agent.startupHold.delay | quote }}
+    {{- end }}
+    {{- end }}
+  volumeMounts:
+    - name: prestop-state
+      mountPath: /run/prestop
   livenessProbe:
     httpGet:
       path: /healthz
