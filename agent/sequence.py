@@ -131,6 +131,8 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
     if deps.signal is not None:
         log.info("drain_signals", signals=deps.signal.name, baseline_ok=baseline is not None)
 
+    # Eureka cancels its lease once the app stopped: a phase of its own, and time kept for it.
+    cleans_up = deps.registry is not None and deps.registry.cleans_up_after_stop
     # Each phase below is a bulkhead (see _phase): these are what a phase that blew up leaves.
     taken_out = False
     stopped = False
@@ -172,10 +174,10 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
             p.detail["consumers"] = deps.consumers.summary()
 
     with _phase(outcome, "shutdown", clock) as p:
-        reserve = CLEANUP_RESERVE if getattr(deps.registry, "cleans_up_after_stop", False) else 0
+        reserve = CLEANUP_RESERVE if cleans_up else 0
         stopped = _shut_down(deps, deadline.minus(reserve), p, clock)
 
-    if getattr(deps.registry, "cleans_up_after_stop", False):
+    if cleans_up:
         with _phase(outcome, "deregister", clock) as p:
             _after_stop(deps.registry if taken_out else None, stopped, deadline, p)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from agent.render import stdout_is_terminal
 from prestop_lab.java import JavaLabMissing
 from prestop_lab.progress import Progress
 from prestop_lab.rollout import RolloutResult, RolloutSettings
@@ -36,8 +37,9 @@ from prestop_lab.rollout import RolloutResult, RolloutSettings
     flag_value="-",
     metavar="[PATH]",
     help="Write the result as JSON to PATH (alone or '-': print it instead of the table). "
-    "No progress lines.",
+    "No progress lines. Piped output is JSON too, unless --table.",
 )
+@click.option("--table", is_flag=True, help="Print the table even when stdout is not a terminal.")
 @click.pass_context
 def lab(
     ctx: click.Context,
@@ -48,6 +50,7 @@ def lab(
     budget: float,
     stack: str,
     json_path: Path | None,
+    table: bool,
 ) -> None:
     """Run the preStop demo: emulator, two app instances, a consumer, and `prestop drain`."""
     if ctx.invoked_subcommand is not None:
@@ -75,7 +78,7 @@ def lab(
             raise click.UsageError(f"--stack real: {exc}") from None
     else:
         result = run_demo(settings, progress)
-    if json_path == Path("-"):
+    if json_path == Path("-") or (json_path is None and not table and not stdout_is_terminal()):
         click.echo(json.dumps(json_doc(result, settings), indent=2))
     else:
         click.echo(render(result, settings))
@@ -156,8 +159,10 @@ def lab(
     "--json",
     "as_json",
     is_flag=True,
-    help="Print rollout.json's document instead of the table, and no progress lines.",
+    help="Print rollout.json's document instead of the table, and no progress lines. Piped "
+    "output is JSON too, unless --table.",
 )
+@click.option("--table", is_flag=True, help="Print the table even when stdout is not a terminal.")
 def rollout(
     strategy: str,
     replicas: int,
@@ -177,6 +182,7 @@ def rollout(
     consumer_endpoints: str,
     out: Path,
     as_json: bool,
+    table: bool,
 ) -> None:
     """Benchmark a rolling update: no preStop, a fixed sleep, and the agent.
 
@@ -220,7 +226,7 @@ def rollout(
     progress.say("lab", "drawing the report")
     files = [f.name for f in write_report(results, runs[-1], out)]
     write_json(results, runs[-1], out / "rollout.json", files)
-    if as_json:
+    if as_json or (not table and not stdout_is_terminal()):
         click.echo(json.dumps(json_doc(results, runs[-1], files), indent=2))
     else:
         click.echo(render(results, runs[-1]))

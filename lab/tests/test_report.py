@@ -196,12 +196,16 @@ def test_rollout_command_writes_the_report_and_json_is_quiet(
     assert doc["report"] == ["rollout.png", "rollout.svg"]
     assert json.loads((out / "rollout.json").read_text())["report"] == doc["report"]
     assert (out / "rollout.png").stat().st_size > 10_000
-    done = runner.invoke(cli.lab, ["rollout", "--out", str(out)])
+    done = runner.invoke(cli.lab, ["rollout", "--out", str(out), "--table"])
     assert done.exit_code == 0, done.output
     assert [p.enabled for p in seen] == [False, True]
     assert "worst drain/bound" in done.stdout
     assert str(out / "rollout.png") in done.stdout
     assert "lab: drawing the report" in done.stderr
+    # Piped (CliRunner's stdout is no terminal) and no --table: the JSON document.
+    piped = runner.invoke(cli.lab, ["rollout", "--out", str(out)])
+    assert piped.exit_code == 0, piped.output
+    assert json.loads(piped.stdout)["report"] == doc["report"]
 
 
 def test_agent_marks_count_back_from_the_summary_time() -> None:
