@@ -126,3 +126,13 @@ def test_a_consumer_without_endpoints_forces_the_quiet_window() -> None:
         assert len(unconfirmed) == 1, drain
         assert "HTTP 404" in next(iter(unconfirmed.values()))
         assert len(drain["consumers"]["let_go"]) == 2
+
+
+def test_the_sidecar_tells_the_consumers_too() -> None:
+    """`prestop serve` runs the same sequence: its drains end on the consumers' knowledge."""
+    settings = RolloutSettings(strategy="agent", mode="sidecar", notify=True, **SHORT)
+    result = run_rollout(settings)
+    assert result.errors == 0, result.errors_by_kind
+    for pod in result.pods:
+        drain = pod.prestop_summary["phases"]["drain"]
+        assert drain["reason"] == "consumers_let_go", drain
