@@ -324,3 +324,44 @@ def test_output_is_only_the_findings(nacos: NacosEmulator, app_port: int) -> Non
     lines = result.output.splitlines()
     assert all(line.split(None, 1)[0] in ("ok", "warn", "fail", "check:") for line in lines), lines
     assert lines[-1].startswith("check: 9 ok")  # incl. what weights do for consumers
+
+
+@pytest.mark.slow
+def test_each_subscriber_is_a_consumer_finding(nacos: NacosEmulator, app_port: int) -> None:
+    """--consumer-actuator: one line per subscriber; a consumer without endpoints is a warn
+    that says the drain will fall back, and check evicts nothing."""
+    from prestop_lab.consumer import Consumer, ConsumerConfig
+    from prestop_lab.procs import wait_for
+
+    def consumer(expose: bool) -> Consumer:
+        return Consumer(
+            ConsumerConfig(
+                nacos_url=nacos.url,
+                service="demo",
+                discovery="watch",
+                lb_cache_ttl=30.0,
+                management=True,
+                rate=1.0,
+                path="/nothing",
+                duration=60.0,
+                username="nacos",
+                password="pw",
+                expose_endpoints=expose,
+            )
+        )
+
+    told, closed = consumer(True), consumer(False)
+    with told, closed:
+        assert wait_for(lambda: told.routed() != [] and closed.routed() != [], 10)
+        code, _, out = run_check(
+            nacos.addr, app_port, "--consumer-actuator", "http://{ip}:{port}/actuator"
+        )
+        lines = [line for line in out.splitlines() if line.split()[1:2] == ["consumer"]]
+        assert len(lines) == 2, out
+        ok = [line for line in lines if line.startswith("ok")]
+        warn = [line for line in lines if line.startswith("warn")]
+        assert len(ok) == 1 and f"127.0.0.1:{told.management_port}" in ok[0]
+        assert len(warn) == 1 and f"127.0.0.1:{closed.management_port}" in warn[0]
+        assert "fall back to its quiet window" in warn[0]
+        assert code == 1  # a warn makes check exit non-zero
+        assert told.routed() != []  # nothing was evicted
