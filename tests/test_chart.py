@@ -275,7 +275,9 @@ def test_registry_env(helm: Path, mode: str, registry: str) -> None:
 
 
 @pytest.mark.parametrize(("mode", "registry"), COMBOS, ids=COMBO_IDS)
-def test_agent_command_lines_are_accepted_by_the_cli(helm: Path, mode: str, registry: str) -> None:
+def test_agent_command_lines_are_accepted_by_the_cli(
+    helm: Path, mode: str, registry: str, tmp_path: Path
+) -> None:
     """The exec hook runs as `drain --dry-run`; the sidecar's args and env load as `serve` would."""
     deployment = by_kind(documents(_rendered(helm, mode, registry)))["Deployment"]
     runs = 0
@@ -287,6 +289,8 @@ def test_agent_command_lines_are_accepted_by_the_cli(helm: Path, mode: str, regi
     for container, argv in _serve_sidecars(deployment):
         ctx = cli.commands["serve"].make_context("serve", _subcommand_args(argv, "serve"))
         env = _pod_env(container)
+        assert env["PRESTOP_STATE_DIR"] == "/run/prestop"
+        env["PRESTOP_STATE_DIR"] = str(tmp_path)  # the pod's emptyDir, here
         cfg = config.load(ctx.params, env)
         side = config.load_sidecar(ctx.params, env, cfg)
         assert side.token == FAKE_SECRET

@@ -266,7 +266,7 @@ def serve_help() -> str:
 
 @pytest.mark.parametrize(("argv", "container"), SIDECARS)
 def test_sidecar_args_are_accepted_by_serve(
-    argv: list[str], container: dict[str, Any], serve_help: str
+    argv: list[str], container: dict[str, Any], serve_help: str, tmp_path: Path
 ) -> None:
     """Each flag is one `prestop serve` documents, and the args and env make a valid config."""
     args = _subcommand_args(argv, "serve")
@@ -276,6 +276,8 @@ def test_sidecar_args_are_accepted_by_serve(
     # Parse as click would, then load the settings the way `serve` does, without serving.
     ctx = cli.commands["serve"].make_context("serve", list(args))
     env = _pod_env(container)
+    if "PRESTOP_STATE_DIR" in env:
+        env["PRESTOP_STATE_DIR"] = str(tmp_path)  # the pod's emptyDir, here
     cfg = config.load(ctx.params, env)
     side = config.load_sidecar(ctx.params, env, cfg)
     assert cfg.budget == _budget(container, argv)

@@ -105,3 +105,23 @@ def test_traffic_after_everyone_let_go_voids_the_knowledge(clock: FakeClock) -> 
     assert "consumers_knowledge_contradicted" in events
     fallback = [e for e in logs if e["event"] == "drain_fallback_quiet_window"]
     assert "after every listed consumer let go" in fallback[0]["forced_by"][0]
+
+
+def test_a_request_answered_after_the_settle_is_no_contradiction(clock: FakeClock) -> None:
+    """The count grows when a request is answered: one that was in flight when everyone let go
+    and is answered later is not someone unlisted routing to us."""
+    config = DrainConfig(min_wait=0.0, max_wait=60, settle=0.2, quiet_cap=30)
+    start = clock.now()
+    fake = FakeSignal(clock, traffic_until=start + 3.0, rate=1.0)  # 0.25 per sample
+    fake.in_flight_until = start + 3.0
+    with capture_logs() as logs:
+        result = wait_for_drain(
+            fake,
+            config,
+            Deadline.after(clock, 60),
+            clock,
+            consumers=FakeKnowledge(clock, start + 0.5),
+        )
+    assert result.reason == "consumers_let_go"
+    assert 3.0 <= clock.now() - start <= 3.0 + config.settle + config.poll_interval + 0.01
+    assert "consumers_knowledge_contradicted" not in [e["event"] for e in logs]

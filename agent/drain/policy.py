@@ -112,7 +112,8 @@ def observe(state: DrainState, sample: Sample | None, now: float) -> DrainState:
                 quiet_since=sample.at,
                 requests_seen=seen,
                 activity=(*state.activity, (sample.at, seen))[-RECENT_ACTIVITY:],
-                contradicted=state.contradicted or _after_settle(state, sample.at),
+                contradicted=state.contradicted
+                or (_after_settle(state, sample.at) and _arrivals(state, delta)),
             )
         new = replace(new, last_requests=sample.requests)
     return new
@@ -120,6 +121,14 @@ def observe(state: DrainState, sample: Sample | None, now: float) -> DrainState:
 
 def _after_settle(state: DrainState, at: float) -> bool:
     return state.knowledge_at is not None and at > state.knowledge_at + state.settle
+
+
+def _arrivals(state: DrainState, delta: float) -> bool:
+    """Whether a rise of the request count must include a new request: the count grows when a
+    request is answered, so requests in flight at the last sample may explain it."""
+    if delta <= 0 or state.in_flight is None:
+        return True  # a reset, or nothing known about what was in flight: assume the worst
+    return delta > state.in_flight
 
 
 RECENT_ACTIVITY = 16

@@ -101,10 +101,19 @@ def test_nacos3_told_consumer_lets_go(nacos3: LabRegistry) -> None:
     knowledge, and nothing is lost."""
     result = run_rollout(settings(strategy="agent", flavour="3.x", notify=True), nacos3)
     assert_lossless_agent(result)
+    ours = nacos3.consumer_actuator()
+    assert ours is not None
+    port = ours.split(":")[-1].split("/")[0]
     for pod in result.pods:
         drain = pod.prestop_summary["phases"]["drain"]
-        assert drain["reason"] == "consumers_let_go", drain
-        assert drain["consumers"]["consumers"] == 1 and drain["consumers"]["unconfirmed"] == {}
+        told = drain["consumers"]
+        # The Spring consumer let go: its view dropped the pod, its cache was evicted.
+        assert f"127.0.0.1:{port}" in told["let_go"], drain
+        # The server is shared with other tests: a subscriber of theirs that is still listed
+        # and cannot be reached rightly keeps the drain on its quiet window (never shorter).
+        if drain["reason"] != "consumers_let_go":
+            assert drain["reason"] == "quiet", drain
+            assert told["unconfirmed"] or told["still_holding"], drain
 
 
 def test_eureka_agent_loses_no_request_and_cancels_after_stop(eureka: LabRegistry) -> None:
