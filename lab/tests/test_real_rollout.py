@@ -109,11 +109,10 @@ def test_nacos3_told_consumer_lets_go(nacos3: LabRegistry) -> None:
         told = drain["consumers"]
         # The Spring consumer let go: its view dropped the pod, its cache was evicted.
         assert f"127.0.0.1:{port}" in told["let_go"], drain
-        # The server is shared with other tests: a subscriber of theirs that is still listed
-        # and cannot be reached rightly keeps the drain on its quiet window (never shorter).
-        if drain["reason"] != "consumers_let_go":
-            assert drain["reason"] == "quiet", drain
-            assert told["unconfirmed"] or told["still_holding"], drain
+        # Knowledge may still lose to the quiet window on a loaded machine: a count that rises
+        # after the settle while in flight is unknown voids it (the safe side), and a server
+        # shared with other tests may list a subscriber of theirs. Never an earlier end.
+        assert drain["reason"] in ("consumers_let_go", "quiet"), drain
 
 
 def test_eureka_agent_loses_no_request_and_cancels_after_stop(eureka: LabRegistry) -> None:
