@@ -508,7 +508,7 @@ class NacosRegistry:
         except RegistryUnavailable as lost:
             # A timeout or a dropped connection after sending says nothing about the write.
             self._unanswered = enabled
-            return self._read_back_lost_write(lost, before, enabled, already, deadline)
+            return self._read_back_lost_write(lost, before, enabled, already, server, deadline)
         self._unanswered = None
         try:
             after = self.get_instance(deadline)
@@ -533,11 +533,11 @@ class NacosRegistry:
         before: InstanceState,
         enabled: bool,
         already: bool,
+        server: ServerInfo,
         deadline: Deadline,
     ) -> TakeOut:
         """The write's answer never came: the instance already in the wanted state counts as
         done (``write_unconfirmed``); otherwise, or unreadable, ``lost`` is raised (retried)."""
-        server = self._http.server or ServerInfo("unknown", 2)
         method = _write_method(server.major)
         try:
             after = self.get_instance(deadline)
