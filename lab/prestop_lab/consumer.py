@@ -146,10 +146,13 @@ class Consumer:
 
     # --- lifecycle ---
 
-    def start(self) -> None:
+    def launch(self) -> Consumer:
+        """Discover (and serve the management endpoints) without sending any load yet, so the
+        routing list can be watched before ``start()``; idempotent."""
+        if self._threads:
+            return self
         if self.config.management:
             self._start_management()
-        self._started = time.monotonic()
         if self.config.registry == "eureka":
             from prestop_lab.eureka_client import EurekaFetcher
 
@@ -157,12 +160,18 @@ class Consumer:
             self._fetch_once()
         else:
             self._refresh_once()
-        self._threads = [
-            threading.Thread(target=self._discover, daemon=True),
-            threading.Thread(target=self._schedule, daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        discover = threading.Thread(target=self._discover, daemon=True)
+        self._threads = [discover]
+        discover.start()
+        return self
+
+    def start(self) -> None:
+        """Send the load (launching first if ``launch()`` was not called)."""
+        self.launch()
+        self._started = time.monotonic()
+        schedule = threading.Thread(target=self._schedule, daemon=True)
+        self._threads.append(schedule)
+        schedule.start()
 
     def stop(self) -> None:
         with self._lock:

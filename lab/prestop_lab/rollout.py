@@ -353,7 +353,7 @@ class NacosLab:
             "duration": 1800.0,
             "management": True,
         }
-        return [
+        consumers = [
             Consumer(ConsumerConfig(**common, name="push", discovery="watch", rate=share)),
             Consumer(
                 ConsumerConfig(
@@ -372,6 +372,7 @@ class NacosLab:
                 )
             ),
         ]
+        return [c.launch() for c in consumers]
 
 
 def eureka_agent_env(
@@ -452,7 +453,7 @@ class EurekaLab:
             "duration": 1800.0,
             "refresh_interval": fetch,
         }
-        return [
+        consumers = [
             # A DiscoveryClient used directly (no load-balancer cache).
             Consumer(ConsumerConfig(**common, name="fetch", rate=share)),
             # Ribbon: its server list refreshes every 30 s on top of the fetch.
@@ -464,6 +465,7 @@ class EurekaLab:
                 ConsumerConfig(**common, name="lb-cache", lb_cache_ttl=s.scaled_lb_ttl, rate=share)
             ),
         ]
+        return [c.launch() for c in consumers]
 
 
 class Load(Protocol):
@@ -499,7 +501,10 @@ class LabRegistry(Protocol):
 
     def sleep_seconds(self) -> float: ...
 
-    def consumers(self) -> Sequence[Load]: ...
+    def consumers(self) -> Sequence[Load]:
+        """This rollout's consumers, launched: discovering, but sending nothing before
+        ``start()``."""
+        ...
 
 
 def demo_app_tail(s: RolloutSettings) -> list[str]:
@@ -751,6 +756,17 @@ def _rollout(settings: RolloutSettings, lab: LabRegistry, progress: Progress) ->
         ):
             raise RuntimeError("replicas did not register")
         consumers = lab.consumers()
+        # The load starts from the steady state: every consumer routes by every replica. A
+        # fresh Eureka client's first fetch can come from a server cache older than the
+        # replicas (up to cache + fetch + load-balancer cache), and a consumer with nothing to
+        # route to would count errors the rollout did not cause.
+        replicas = [f"127.0.0.1:{p}" for p in apps]
+        if not procs.wait_for(
+            lambda: all(c.routable_until(i) is not None for c in consumers for i in replicas),
+            register_timeout + 60,
+            interval=0.25,
+        ):
+            raise RuntimeError("the consumers never routed by every replica")
         for c in consumers:
             c.start()
         warm_up = max(1.5, s.scaled_lb_ttl / 4, s.steady_s)
