@@ -79,7 +79,7 @@ class GraceNeeds:
         )
 
 
-def grace_needs(config: Config, registry: str) -> GraceNeeds:
+def grace_needs(config: Config) -> GraceNeeds:
     from agent.wiring import drain_config
 
     return GraceNeeds(

@@ -318,7 +318,7 @@ def check(as_json: bool, **flags: Any) -> None:
         logs.configure(log_format=cfg.log_format, to_pid1=False, level=logs.level_of(cfg.log_level))
     findings += _weights_findings(checks, registry.name)
     findings += checks.grace_findings(
-        checks.grace_needs(cfg, registry.name),
+        checks.grace_needs(cfg),
         budget=cfg.budget,
         max_wait=cfg.max_wait,
         grace=cfg.grace,

@@ -36,7 +36,7 @@ def dumps(obj: dict[str, Any]) -> str:
 
 def budget_below_plan(config: Config) -> dict[str, Any] | None:
     """The numbers behind ``check``'s budget finding when ``--budget`` is short, else None."""
-    needs = grace_needs(config, config.registry)
+    needs = grace_needs(config)
     if config.budget >= needs.budget:
         return None
     return {
@@ -152,7 +152,7 @@ def drain_plan(config: Config) -> dict[str, Any]:
 
     registry, service, write = _registry_text(config)
     drain_ends_by = config.budget - EXIT_MARGIN - config.shutdown_timeout
-    needs = grace_needs(config, config.registry)
+    needs = grace_needs(config)
     warnings: list[dict[str, str]] = []
     if config.max_wait < needs.drain:
         warnings.append(

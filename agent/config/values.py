@@ -128,7 +128,8 @@ def parse(opt: Option, r: Resolved | None, registry: RegistryKind = "nacos") -> 
     """One option by its declared kind; unset: its default (for ``registry``)."""
     default = default_of(opt.name, registry)
     if opt.kind in ("seconds", "number"):
-        example = default if isinstance(default, float) else 3.0
+        # Only --grace has no default: Kubernetes' own grace period is the example.
+        example = default if isinstance(default, float) else 30.0
         if r is None:
             return default
         return number(opt.name, r, example, minimum=opt.minimum, allow_zero=opt.allow_zero)
