@@ -330,11 +330,12 @@ def check(as_json: bool, **flags: Any) -> None:
 def _weights_findings(checks: Any, registry: str) -> list[Any]:
     """The sidecar's warm-up and hold as its env sets them (check has no sidecar flags)."""
     from agent import config
+    from agent.config.values import lookup, seconds
 
     try:
-        warmup = float(os.environ.get("PRESTOP_WARMUP", "0") or 0)
+        warmup = seconds("warmup", lookup({}, os.environ))
         hold_on, _, _ = config.startup_hold_of({}, os.environ)
-    except (ValueError, ConfigError):
+    except ConfigError:
         warmup, hold_on = 0.0, False
     return list(checks.weights_findings(registry, warmup, hold_on))
 
