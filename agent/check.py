@@ -14,7 +14,7 @@ from typing import Literal
 
 import httpx
 
-from agent.config import Config
+from agent.config import REGISTRIES, Config, seconds_default
 from agent.consumers import ConsumerTracker
 from agent.deadline import Deadline
 from agent.drain.policy import adaptive_window
@@ -24,10 +24,11 @@ from agent.registry import Registry
 
 Level = Literal["ok", "warn", "fail"]
 
-# How long after the take-out a consumer may still route to us, when nobody says otherwise.
-# Nacos: push ~0.5 s, then Spring Cloud LoadBalancer's 35 s cache. Eureka: server cache tick
-# + client fetch + load-balancer cache, ~95 s worst case (docs/eureka.md#worst-case-staleness).
-DEFAULT_STALENESS = {"nacos": 35.5, "eureka": 95.0}
+# How long after the take-out a consumer may still route to us, when nobody says otherwise:
+# the registry profiles' --consumer-staleness (agent.config.spec.PROFILES says why).
+DEFAULT_STALENESS: dict[str, float] = {
+    kind: seconds_default("consumer_staleness", kind) for kind in REGISTRIES
+}
 # Slack for HTTP calls and scheduling inside the budget, and after the hook for kubelet's
 # SIGTERM and the container's exit.
 BUDGET_MARGIN = 2.0
@@ -78,14 +79,11 @@ class GraceNeeds:
         )
 
 
-def grace_needs(config: Config, registry: str) -> GraceNeeds:
-    staleness = config.consumer_staleness
-    if staleness is None:
-        staleness = DEFAULT_STALENESS.get(registry, DEFAULT_STALENESS["nacos"])
+def grace_needs(config: Config) -> GraceNeeds:
     from agent.wiring import drain_config
 
     return GraceNeeds(
-        staleness=staleness,
+        staleness=config.consumer_staleness,
         quiet=adaptive_window(PLANNING_RATE, drain_config(config)),
         shutdown=config.shutdown_timeout,
     )

@@ -14,7 +14,7 @@ import sys
 from typing import Any, TextIO
 
 from agent.check import GRACE_MARGIN, grace_needs
-from agent.config import Config
+from agent.config import Config, NacosSettings
 from agent.registry import TakeOut
 
 
@@ -36,7 +36,7 @@ def dumps(obj: dict[str, Any]) -> str:
 
 def budget_below_plan(config: Config) -> dict[str, Any] | None:
     """The numbers behind ``check``'s budget finding when ``--budget`` is short, else None."""
-    needs = grace_needs(config, config.registry)
+    needs = grace_needs(config)
     if config.budget >= needs.budget:
         return None
     return {
@@ -96,10 +96,10 @@ def _registry_text(config: Config) -> tuple[str, str, str]:
             f"app {config.service}",
             "set OUT_OF_SERVICE on every server; cancel the lease once the app has stopped",
         )
-    assert config.nacos is not None
+    assert isinstance(config.target, NacosSettings)
     return (
         f"nacos at {servers}",
-        f"{config.nacos.group}@@{config.service} (namespace {config.nacos.namespace})",
+        f"{config.target.group}@@{config.service} (namespace {config.target.namespace})",
         "set enabled=false (weight and metadata kept)",
     )
 
@@ -122,9 +122,9 @@ def _steps(config: Config, drain_ends_by: float) -> list[str]:
             "cancel the lease there once the app has stopped"
         )
     else:
-        assert config.nacos is not None
+        assert isinstance(config.target, NacosSettings)
         take_out = (
-            f"take {config.instance} out of {config.nacos.group}@@{config.service} on "
+            f"take {config.instance} out of {config.target.group}@@{config.service} on "
             f"{servers} (enabled=false)"
         )
     window = (
@@ -152,7 +152,7 @@ def drain_plan(config: Config) -> dict[str, Any]:
 
     registry, service, write = _registry_text(config)
     drain_ends_by = config.budget - EXIT_MARGIN - config.shutdown_timeout
-    needs = grace_needs(config, config.registry)
+    needs = grace_needs(config)
     warnings: list[dict[str, str]] = []
     if config.max_wait < needs.drain:
         warnings.append(

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.config.defaults import seconds_default
 from agent.consumers import ConsumerTracker
 from agent.deadline import Clock, Deadline
 from agent.drain.policy import DrainConfig
@@ -101,8 +102,8 @@ class Outcome:
 class Plan:
     budget: float
     drain: DrainConfig
-    confirm_timeout: float = 10.0
-    shutdown_timeout: float = 5.0
+    confirm_timeout: float = seconds_default("confirm_timeout")  # the Nacos profile's
+    shutdown_timeout: float = seconds_default("shutdown_timeout")
 
 
 @dataclass

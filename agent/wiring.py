@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from agent import __version__
-from agent.config import Config, NacosSettings, SidecarSettings
+from agent.config import Config, EurekaSettings, NacosSettings, SidecarSettings
 from agent.consumers import ConsumerTracker
 from agent.deadline import Clock, SystemClock
 from agent.drain.policy import DrainConfig
@@ -50,10 +50,9 @@ def registry_for(
     config: Config, http: httpx.Client, clock: Clock
 ) -> NacosRegistry | EurekaRegistry:
     """The configured registry's adapter."""
-    if config.eureka is not None:
-        return EurekaRegistry(config.eureka, http, clock, http_timeout=config.http_timeout)
-    assert config.nacos is not None
-    return build_registry(config.nacos, http, clock, config.http_timeout)
+    if isinstance(config.target, EurekaSettings):
+        return EurekaRegistry(config.target, http, clock, http_timeout=config.http_timeout)
+    return build_registry(config.target, http, clock, config.http_timeout)
 
 
 def build_action(config: Config, http: httpx.Client) -> ShutdownAction:
@@ -146,7 +145,7 @@ def drain_config(config: Config) -> DrainConfig:
         confidence=config.confidence,
         quiet_floor=config.quiet_floor,
         quiet_cap=config.quiet_cap,
-        settle=config.consumers.settle if config.consumers is not None else 0.2,
+        settle=config.consumers.settle if config.consumers is not None else DrainConfig.settle,
     )
 
 

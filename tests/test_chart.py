@@ -29,6 +29,7 @@ from yamllint.config import YamlLintConfig
 from agent import config
 from agent.check import DEFAULT_STALENESS, GRACE_MARGIN, GraceNeeds, exit_code, grace_findings
 from agent.cli import cli
+from agent.config import NacosSettings
 from tests.test_examples import (
     FAKE_SECRET,
     _exec_prestops,
@@ -338,8 +339,8 @@ def test_optional_values_render_valid_and_reach_the_agent(
     assert "NACOS_PASSWORD" not in env  # no credentialsSecret: no auth
     cfg = config.load({}, env)
     assert cfg.consumer_staleness == 20.0
-    assert cfg.nacos is not None
-    assert (cfg.nacos.namespace, cfg.nacos.group) == ("prod", "SHOP")
+    assert isinstance(cfg.target, NacosSettings)
+    assert (cfg.target.namespace, cfg.target.group) == ("prod", "SHOP")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load
+from agent.config import NacosSettings, load
 from agent.exceptions import ConfigError
 
 BASE = {"PRESTOP_NACOS_ADDR": "nacos:8848", "PRESTOP_SERVICE": "orders", "POD_IP": "10.0.0.5"}
@@ -15,12 +15,12 @@ BASE = {"PRESTOP_NACOS_ADDR": "nacos:8848", "PRESTOP_SERVICE": "orders", "POD_IP
 def test_defaults_from_env_alone() -> None:
     """Env alone is enough; unset options take their documented defaults."""
     cfg = load({}, BASE)
-    assert cfg.nacos is not None
-    assert [str(s) for s in cfg.nacos.servers] == ["http://nacos:8848/nacos"]
-    assert cfg.nacos.namespace == "public"
-    assert cfg.nacos.group == "DEFAULT_GROUP"
-    assert cfg.nacos.cluster == "DEFAULT"
-    assert cfg.nacos.port == 8080
+    assert isinstance(cfg.target, NacosSettings)
+    assert [str(s) for s in cfg.target.servers] == ["http://nacos:8848/nacos"]
+    assert cfg.target.namespace == "public"
+    assert cfg.target.group == "DEFAULT_GROUP"
+    assert cfg.target.cluster == "DEFAULT"
+    assert cfg.target.port == 8080
     assert cfg.budget == 25.0
     assert cfg.actuator_url == "http://127.0.0.1:8080/actuator"
     assert cfg.metrics_url == "http://127.0.0.1:8080/actuator/prometheus"
@@ -37,14 +37,14 @@ def test_flags_beat_prestop_env_beat_app_env() -> None:
         "PRESTOP_PORT": "9100",
     }
     cfg = load({"port": "9200"}, env)
-    assert cfg.nacos is not None
-    assert cfg.nacos.port == 9200
+    assert isinstance(cfg.target, NacosSettings)
+    assert cfg.target.port == 9200
     assert cfg.sources["port"] == "--port"
     cfg = load({}, env)
-    assert cfg.nacos is not None
-    assert cfg.nacos.port == 9100
-    assert str(cfg.nacos.servers[0]) == "http://nacos:8848/nacos"
-    assert cfg.nacos.service == "orders"
+    assert isinstance(cfg.target, NacosSettings)
+    assert cfg.target.port == 9100
+    assert str(cfg.target.servers[0]) == "http://nacos:8848/nacos"
+    assert cfg.target.service == "orders"
 
 
 def test_app_env_fallbacks() -> None:
@@ -62,22 +62,22 @@ def test_app_env_fallbacks() -> None:
         "NACOS_PASSWORD": "s3cret",
     }
     cfg = load({}, env)
-    assert cfg.nacos is not None
-    assert [str(s) for s in cfg.nacos.servers] == [
+    assert isinstance(cfg.target, NacosSettings)
+    assert [str(s) for s in cfg.target.servers] == [
         "http://a:8848/nacos",
         "https://b:8443/ctx",
     ]
-    assert (cfg.nacos.namespace, cfg.nacos.group, cfg.nacos.cluster) == ("prod", "G1", "SH")
-    assert (cfg.nacos.ip, cfg.nacos.port) == ("10.1.1.1", 8081)
+    assert (cfg.target.namespace, cfg.target.group, cfg.target.cluster) == ("prod", "G1", "SH")
+    assert (cfg.target.ip, cfg.target.port) == ("10.1.1.1", 8081)
     assert cfg.actuator_url == "http://127.0.0.1:9090/actuator"
-    assert cfg.nacos.password == "s3cret"
+    assert cfg.target.password == "s3cret"
 
 
 def test_pod_ip_beats_podip() -> None:
     """POD_IP is read before podip."""
     cfg = load({}, {**BASE, "POD_IP": "10.0.0.7", "podip": "10.0.0.8"})
-    assert cfg.nacos is not None
-    assert cfg.nacos.ip == "10.0.0.7"
+    assert isinstance(cfg.target, NacosSettings)
+    assert cfg.target.ip == "10.0.0.7"
 
 
 def test_password_file_trailing_newline(tmp_path: Path) -> None:
@@ -85,8 +85,8 @@ def test_password_file_trailing_newline(tmp_path: Path) -> None:
     f = tmp_path / "pw"
     f.write_text("s3cret\n")
     cfg = load({"username": "nacos", "password_file": str(f)}, BASE)
-    assert cfg.nacos is not None
-    assert cfg.nacos.password == "s3cret"
+    assert isinstance(cfg.target, NacosSettings)
+    assert cfg.target.password == "s3cret"
     assert "s3cret" not in repr(cfg)
     assert cfg.redacted()["password"] == "<provided-not-displayed>"
 
@@ -141,8 +141,8 @@ def test_secret_never_in_error() -> None:
 def test_empty_env_counts_as_unset() -> None:
     """An empty PRESTOP_SERVICE falls through to SPRING_APPLICATION_NAME."""
     cfg = load({}, {**BASE, "PRESTOP_SERVICE": "", "SPRING_APPLICATION_NAME": "app"})
-    assert cfg.nacos is not None
-    assert cfg.nacos.service == "app"
+    assert isinstance(cfg.target, NacosSettings)
+    assert cfg.target.service == "app"
 
 
 def test_metric_names_and_signals() -> None:

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.config import load, load_sidecar
+from agent.config import NacosSettings, load, load_sidecar
 from agent.exceptions import ConfigError
 
 BASE = {"PRESTOP_SERVICE": "orders", "POD_IP": "10.0.0.5"}
@@ -69,8 +69,8 @@ def test_more_bad_nacos_addresses(addr: str) -> None:
 
 def test_trailing_slash_and_empty_entries_are_fine() -> None:
     cfg = load({}, {**BASE, "PRESTOP_NACOS_ADDR": "nacos:8848/, nacos-1:8848"})
-    assert cfg.nacos is not None
-    assert [str(s) for s in cfg.nacos.servers] == [
+    assert isinstance(cfg.target, NacosSettings)
+    assert [str(s) for s in cfg.target.servers] == [
         "http://nacos:8848/nacos",
         "http://nacos-1:8848/nacos",
     ]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent.config import load
+from agent.config import EurekaSettings, load
 from agent.exceptions import ConfigError
 
 APP_ENV = {
@@ -21,14 +21,14 @@ def test_eureka_is_chosen_when_only_eureka_is_configured() -> None:
     """The app's own Eureka variables are enough; the app name is upper-cased."""
     cfg = load({}, APP_ENV)
     assert cfg.registry == "eureka"
-    assert cfg.nacos is None
-    assert cfg.eureka is not None
-    assert [str(s) for s in cfg.eureka.servers] == [
+    assert cfg.registry == "eureka"
+    assert isinstance(cfg.target, EurekaSettings)
+    assert [str(s) for s in cfg.target.servers] == [
         "http://eureka-0:8761/eureka/",
         "http://eureka-1:8761/eureka/v2/",
     ]
     assert cfg.service == "ORDERS"
-    assert cfg.eureka.app_name == "orders"
+    assert cfg.target.app_name == "orders"
     assert (cfg.ip, cfg.port) == ("10.0.0.5", 9000)
     assert cfg.max_wait == 105.0  # Eureka's worst-case staleness + a quiet window caps the drain
     assert cfg.confirm_timeout == 35.0  # one 30 s server cache tick and some slack
@@ -41,8 +41,8 @@ def test_userinfo_moves_to_credentials_and_is_never_shown() -> None:
         "EUREKA_CLIENT_SERVICEURL_DEFAULTZONE": "http://admin:p%40ss@eureka:8761/eureka/",
     }
     cfg = load({}, env)
-    assert cfg.eureka is not None
-    server = cfg.eureka.servers[0]
+    assert isinstance(cfg.target, EurekaSettings)
+    server = cfg.target.servers[0]
     assert (server.username, server.password) == ("admin", "p@ss")
     assert str(server) == "http://eureka:8761/eureka/"
     shown = json.dumps(cfg.redacted()) + repr(cfg)
@@ -86,15 +86,18 @@ def test_appname_and_instance_id_from_the_apps_eureka_settings() -> None:
     }
     cfg = load({}, env)
     assert cfg.service == "ORDER-SERVICE"
-    assert cfg.eureka is not None and cfg.eureka.instance_id == "orders-7d9c:orders:9000"
+    assert (
+        isinstance(cfg.target, EurekaSettings)
+        and cfg.target.instance_id == "orders-7d9c:orders:9000"
+    )
     assert cfg.instance == "orders-7d9c:orders:9000"
 
 
 def test_flag_beats_app_env_for_the_url() -> None:
     """--eureka-url wins over EUREKA_CLIENT_SERVICEURL_DEFAULTZONE."""
     cfg = load({"eureka_url": "http://other:8761/eureka/"}, APP_ENV)
-    assert cfg.eureka is not None
-    assert [str(s) for s in cfg.eureka.servers] == ["http://other:8761/eureka/"]
+    assert isinstance(cfg.target, EurekaSettings)
+    assert [str(s) for s in cfg.target.servers] == ["http://other:8761/eureka/"]
 
 
 def test_no_registry_at_all_names_both_options() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load, load_sidecar
+from agent.config import EurekaSettings, NacosSettings, load, load_sidecar
 from agent.exceptions import ConfigError
 
 BASE = {"PRESTOP_SERVICE": "orders", "POD_IP": "10.0.0.5"}
@@ -45,8 +45,8 @@ def test_bad_nacos_addresses_are_refused(addr: str) -> None:
 )
 def test_good_nacos_addresses_still_parse(addr: str, server: str) -> None:
     cfg = load({}, {**BASE, "PRESTOP_NACOS_ADDR": addr})
-    assert cfg.nacos is not None
-    assert [str(s) for s in cfg.nacos.servers] == [server]
+    assert isinstance(cfg.target, NacosSettings)
+    assert [str(s) for s in cfg.target.servers] == [server]
 
 
 @pytest.mark.parametrize("port", ["８０８０", "+8080", " 8080", "8080.0", "0"])
@@ -86,8 +86,8 @@ def test_eureka_password_with_unencoded_characters(password: str) -> None:
     """``@``, ``#``, ``/`` and ``?`` in a pasted password neither break the URL nor leak."""
     env = {**BASE, "PRESTOP_EUREKA_URL": f"http://lab:{password}@eureka-0:8761/eureka/"}
     cfg = load({}, env)
-    assert cfg.eureka is not None
-    (server,) = cfg.eureka.servers
+    assert isinstance(cfg.target, EurekaSettings)
+    (server,) = cfg.target.servers
     assert str(server) == "http://eureka-0:8761/eureka/"
     assert (server.username, server.password) == ("lab", password)
     assert password not in repr(cfg.redacted())

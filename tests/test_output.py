@@ -267,7 +267,7 @@ def test_budget_arithmetic_matches_check() -> None:
     short = render.budget_below_plan(cfg)
     assert short is not None
     (finding, *_) = grace_findings(
-        grace_needs(cfg, "nacos"), budget=cfg.budget, max_wait=cfg.max_wait, grace=None
+        grace_needs(cfg), budget=cfg.budget, max_wait=cfg.max_wait, grace=None
     )
     assert finding.level == "fail"
     assert f"use --budget {short['use_budget']} " in finding.message

@@ -19,17 +19,22 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from agent.config.defaults import seconds_default
+
 
 @dataclass(frozen=True)
 class DrainConfig:
-    min_wait: float = 2.0
-    max_wait: float = 60.0
+    """The defaults are the options' (Nacos profile), from their one declaration."""
+
+    min_wait: float = seconds_default("min_wait")
+    max_wait: float = seconds_default("max_wait")
     quiet_window: float | None = None  # None: derive it from the request rate
-    poll_interval: float = 0.25
-    confidence: float = 0.001  # accepted chance that the silence was luck
-    quiet_floor: float = 0.3
-    quiet_cap: float = 30.0
-    settle: float = 0.2  # after every consumer let go: for requests already on the wire
+    poll_interval: float = seconds_default("poll_interval")
+    confidence: float = seconds_default("confidence")  # accepted chance that silence was luck
+    quiet_floor: float = seconds_default("quiet_floor")
+    quiet_cap: float = seconds_default("quiet_cap")
+    # After every consumer let go: for requests already on the wire.
+    settle: float = seconds_default("consumer_settle")
 
 
 def adaptive_window(rate: float | None, config: DrainConfig) -> float:
@@ -80,7 +85,7 @@ class DrainState:
     quiet_window: float = 3.0  # from the rate before the take-out
     activity: tuple[tuple[float, float], ...] = ()  # recent (at, requests_seen) with new traffic
     knowledge_at: float | None = None  # when every consumer had let go of us
-    settle: float = 0.2  # DrainConfig.settle, kept here for observe()
+    settle: float = seconds_default("consumer_settle")  # DrainConfig.settle, for observe()
     contradicted: bool = False  # traffic arrived after that: someone unlisted routes to us
 
     @classmethod

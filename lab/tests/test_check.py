@@ -275,7 +275,7 @@ def test_eureka_staleness_needs_a_longer_budget() -> None:
             "POD_IP": "10.0.0.5",
         },
     )
-    needs = grace_needs(cfg, "eureka")
+    needs = grace_needs(cfg)
     assert needs.staleness == 95.0
     findings = grace_findings(needs, budget=cfg.budget, max_wait=cfg.max_wait, grace=29)
     budget = next(f for f in findings if f.name == "budget")
