@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from agent.deadline import Deadline
 from agent.drain.signals import Reading, SignalUnavailable
 from agent.exceptions import AgentError
@@ -110,13 +112,56 @@ class FakeSignal:
 
 @dataclass
 class FakeAction:
-    """Records the trigger; the app 'stops' by calling ``on_trigger``."""
+    """Records the trigger (and runs ``on_trigger``); the app is stopped once triggered, unless
+    it ``ignores_shutdown``."""
 
     on_trigger: Callable[[], None] = lambda: None
+    ignores_shutdown: bool = False
     triggered: int = 0
+    stop_checks: int = 0
     name: str = "fake"
+    port: int = 8080
 
     def trigger(self, deadline: Deadline) -> Triggered:
         self.triggered += 1
         self.on_trigger()
         return Triggered("actuator", "fake")
+
+    def stopped(self, deadline: Deadline) -> bool:
+        self.stop_checks += 1
+        return self.triggered > 0 and not self.ignores_shutdown
+
+
+@dataclass
+class FakeSidecarRegistry:
+    """One instance as the sidecar sees it: registered or not, in service or out."""
+
+    registered: bool = True
+    enabled: bool = True
+    weight: float = 2.0
+    writes: list[str] = field(default_factory=list)
+    name: str = "fake"
+
+    def _state(self) -> InstanceState:
+        return InstanceState("10.0.0.7", 8080, "DEFAULT", self.weight, {}, self.enabled)
+
+    def get_instance(self, deadline: Deadline) -> InstanceState | None:
+        return self._state() if self.registered else None
+
+    def take_out(self, deadline: Deadline) -> TakeOut:
+        before, self.enabled = self._state(), False
+        self.writes.append("take_out")
+        return TakeOut(before, self._state(), "2.5.1", "PATCH /v1/ns/instance")
+
+    def put_back(self, deadline: Deadline) -> TakeOut:
+        before, self.enabled = self._state(), True
+        self.writes.append("put_back")
+        return TakeOut(before, self._state(), "2.5.1", "PATCH /v1/ns/instance")
+
+    def serving(self, deadline: Deadline) -> bool:
+        return self.registered and self.enabled
+
+
+def answering_http(status: int = 200) -> httpx.Client:
+    """An HTTP client whose every request is answered ``status`` in-process (no socket)."""
+    return httpx.Client(transport=httpx.MockTransport(lambda _request: httpx.Response(status)))
