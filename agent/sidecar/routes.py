@@ -102,7 +102,16 @@ def make_server(
 
 
 def serve(sidecar: Sidecar, host: str, port: int, terminated: threading.Event) -> None:
-    """Serve until ``terminated`` (SIGTERM), then linger and finish a running drain."""
+    """Serve until ``terminated`` (SIGTERM), then linger and finish a running drain.
+
+    The sidecar is closed on the way out, also when the address cannot be bound.
+    """
+    with sidecar:
+        _serve(sidecar, host, port, terminated)
+    log.info("sidecar_stopped")
+
+
+def _serve(sidecar: Sidecar, host: str, port: int, terminated: threading.Event) -> None:
     state, clock = sidecar.state, sidecar.clock
     # Not ready before the hold has decided: a probe must not pass in the moment between the
     # registration and the take-out. (`prestop ready` runs no start-up: it leaves this off.)
@@ -125,5 +134,3 @@ def serve(sidecar: Sidecar, host: str, port: int, terminated: threading.Event) -
         sidecar.flight.run()  # joins: returns when the running sequence has finished
     server.shutdown()
     server.server_close()
-    sidecar.close()
-    log.info("sidecar_stopped")

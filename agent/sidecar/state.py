@@ -40,14 +40,6 @@ class SingleFlight:
         self._done.wait()
         return self.result, self.error
 
-    @property
-    def running(self) -> bool:
-        return self.started and not self._done.is_set()
-
-    @property
-    def finished(self) -> bool:
-        return self._done.is_set()
-
 
 @dataclass
 class SidecarState:
