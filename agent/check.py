@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import httpx
 
@@ -20,7 +20,7 @@ from agent.deadline import Deadline
 from agent.drain.policy import adaptive_window
 from agent.drain.signals import SignalUnavailable, TrafficSignal
 from agent.exceptions import AgentError, AuthError
-from agent.registry import Registry
+from agent.registry import InstanceState
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -35,6 +35,16 @@ BUDGET_MARGIN = 2.0
 GRACE_MARGIN = 5.0
 # The lowest rate whose silence we plan for: an auto window at 1 req/s is ln(1/conf) s.
 PLANNING_RATE = 1.0
+
+
+class CheckedRegistry(Protocol):
+    """What the preflight needs of a registry adapter: it reads, never writes."""
+
+    def connect(self, deadline: Deadline) -> str: ...
+
+    def describe_instance(self) -> str: ...
+
+    def get_instance(self, deadline: Deadline) -> InstanceState | None: ...
 
 
 @dataclass(frozen=True)
@@ -147,7 +157,7 @@ def grace_findings(
     return out
 
 
-def registry_findings(registry: Registry, deadline: Deadline) -> list[Finding]:
+def registry_findings(registry: CheckedRegistry, deadline: Deadline) -> list[Finding]:
     """Reachable and login accepted; then our instance registered, in service, visible."""
     try:
         described = registry.connect(deadline)

@@ -73,12 +73,8 @@ def drain(as_json: bool, **flags: Any) -> None:
     warn_budget(cfg, log)
     if cfg.dry_run:
         _dry_run(cfg, log, as_json)
-    deps, plan, clients = wiring.build(cfg)
-    try:
-        outcome = run_drain(deps, plan)
-    finally:
-        for client in clients:
-            client.close()
+    with wiring.build(cfg) as resources:
+        outcome = run_drain(resources.deps, resources.plan)
     log.info("prestop_summary", **outcome.summary())
     if as_json:
         from agent.render import dumps
@@ -144,9 +140,8 @@ def ready(**flags: Any) -> None:
         side = config.load_sidecar(flags, os.environ, cfg, require_token=False)
     except ConfigError as exc:
         fail_config(exc)
-    sidecar = wiring.build_sidecar(cfg, side)
-    ok, reasons = sidecar.readiness()
-    sidecar.close()
+    with wiring.build_sidecar(cfg, side) as sidecar:
+        ok, reasons = sidecar.readiness()
     click.echo(json.dumps({"ready": ok, "reasons": reasons}))
     sys.exit(EXIT_OK if ok else EXIT_ERROR)
 

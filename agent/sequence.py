@@ -14,7 +14,9 @@ stopped in time.
 Every phase is a bulkhead: any ``Exception`` raised inside one (not only the agent's own) is
 logged as ``phase_failed`` and ends that phase degraded; the next phases still run, so the app
 is stopped even when every earlier phase blew up, and the summary is always strict JSON.
-This module knows only the protocols, never httpx or Nacos.
+This module knows only the protocols, never httpx, sockets or Nacos: :class:`DrainRegistry` is
+what it needs of a registry adapter, and the shutdown action both stops the app and says
+whether it stopped (:class:`agent.shutdown.ShutdownAction`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agent.config.defaults import seconds_default
 from agent.consumers import ConsumerTracker
@@ -33,7 +35,7 @@ from agent.drain.signals import TrafficSignal
 from agent.drain.waiter import take_sample, wait_for_drain
 from agent.exceptions import AgentError, InstanceNotFound, ShutdownError
 from agent.logs import get_logger, json_safe, redact
-from agent.registry import Registry
+from agent.registry import TakeOut
 from agent.retrying import call_with_retries
 from agent.shutdown import ShutdownAction, wait_until_stopped
 
@@ -98,6 +100,20 @@ class Outcome:
         return safe
 
 
+class DrainRegistry(Protocol):
+    """What the sequence needs of a registry adapter."""
+
+    # True when after_stop() has work to do (Eureka's cancel); the sequence then adds a phase.
+    @property
+    def cleans_up_after_stop(self) -> bool: ...
+
+    def take_out(self, deadline: Deadline) -> TakeOut: ...
+
+    def visible_to_consumers(self, deadline: Deadline) -> bool: ...
+
+    def after_stop(self, deadline: Deadline) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Plan:
     budget: float
@@ -108,12 +124,10 @@ class Plan:
 
 @dataclass
 class Deps:
-    registry: Registry | None
+    registry: DrainRegistry | None
     signal: TrafficSignal | None
     action: ShutdownAction
     clock: Clock
-    app_host: str = "127.0.0.1"
-    app_port: int = 8080
     consumers: ConsumerTracker | None = None
 
 
@@ -186,7 +200,7 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
     return outcome
 
 
-def _take_out(registry: Registry | None, deadline: Deadline, p: Phase) -> bool:
+def _take_out(registry: DrainRegistry | None, deadline: Deadline, p: Phase) -> bool:
     if registry is None:
         p.outcome = "skipped"
         return False
@@ -227,7 +241,7 @@ def _take_out(registry: Registry | None, deadline: Deadline, p: Phase) -> bool:
     return True
 
 
-def _confirm_invisible(registry: Registry, deadline: Deadline, clock: Clock, p: Phase) -> None:
+def _confirm_invisible(registry: DrainRegistry, deadline: Deadline, clock: Clock, p: Phase) -> None:
     start = clock.now()
     last_error = ""
     while True:
@@ -247,7 +261,7 @@ def _confirm_invisible(registry: Registry, deadline: Deadline, clock: Clock, p: 
 
 
 def _shut_down(deps: Deps, deadline: Deadline, p: Phase, clock: Clock) -> bool:
-    """Trigger the app's shutdown; True once its port is closed."""
+    """Trigger the app's shutdown; True once the action saw it stopped."""
     try:
         triggered = deps.action.trigger(deadline)
     except ShutdownError as exc:
@@ -259,19 +273,21 @@ def _shut_down(deps: Deps, deadline: Deadline, p: Phase, clock: Clock) -> bool:
     if triggered.how == "none":
         p.outcome = "skipped"
         return False
-    stopped_after = wait_until_stopped(deps.app_host, deps.app_port, deadline, clock)
+    stopped_after = wait_until_stopped(deps.action, deadline, clock)
     p.detail["app_stopped"] = stopped_after is not None
     if stopped_after is None:
         p.outcome = "degraded"
-        p.detail["error"] = f"app still accepts connections on port {deps.app_port}"
-        log.error("app_not_stopped", port=deps.app_port)
+        p.detail["error"] = f"app still accepts connections on port {deps.action.port}"
+        log.error("app_not_stopped", port=deps.action.port)
         return False
     p.detail["stopped_after_s"] = round(stopped_after, 3)
     log.info("app_stopped", stopped_after_s=round(stopped_after, 3))
     return True
 
 
-def _after_stop(registry: Registry | None, stopped: bool, deadline: Deadline, p: Phase) -> None:
+def _after_stop(
+    registry: DrainRegistry | None, stopped: bool, deadline: Deadline, p: Phase
+) -> None:
     """The registry's clean-up (Eureka: cancel the lease), only once the app is really gone.
 
     Cancelling while the app runs would be undone by its next heartbeat, which re-registers it

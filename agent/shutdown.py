@@ -1,4 +1,10 @@
-"""Asking the app to stop (actuator POST, a signal, or nothing) and confirming that it stopped."""
+"""Asking the app to stop (actuator POST, a signal, or nothing) and confirming that it stopped.
+
+Both halves sit behind one seam, :class:`ShutdownAction`: ``trigger`` asks, ``stopped`` says
+whether the app is gone. The real actions answer ``stopped`` from the app's port (an
+:class:`AppPort`: only a refused connection counts), so the sequence opens no socket itself and
+its tests answer with a fake action.
+"""
 
 from __future__ import annotations
 
@@ -25,17 +31,65 @@ class Triggered:
 
 
 class ShutdownAction(Protocol):
+    """What the sequence needs to stop the app and to confirm that it stopped."""
+
     name: str
+
+    @property
+    def port(self) -> int:
+        """The app's port, named in the report of an app that did not stop."""
+        ...
 
     def trigger(self, deadline: Deadline) -> Triggered: ...
 
+    def stopped(self, deadline: Deadline) -> bool:
+        """Whether the app has stopped (its port refuses connections)."""
+        ...
 
-class ActuatorShutdown:
+
+class AppProbe(Protocol):
+    """Where the real actions look to confirm a stop (a fake in the fault lab)."""
+
+    @property
+    def port(self) -> int: ...
+
+    def closed(self, deadline: Deadline) -> bool: ...
+
+
+@dataclass(frozen=True)
+class AppPort:
+    """The app's port on this host: closed once it refuses connections."""
+
+    host: str
+    port: int
+
+    def closed(self, deadline: Deadline) -> bool:
+        return not port_open(self.host, self.port, deadline.timeout(0.5))
+
+
+class _ConfirmedByPort:
+    """``stopped`` and ``port`` of every real action: the app's port tells."""
+
+    def __init__(self, app: AppProbe) -> None:
+        self.app = app
+
+    @property
+    def port(self) -> int:
+        return self.app.port
+
+    def stopped(self, deadline: Deadline) -> bool:
+        return self.app.closed(deadline)
+
+
+class ActuatorShutdown(_ConfirmedByPort):
     """POST {actuator}/shutdown, Spring Boot's graceful close of the application context."""
 
     name = "actuator"
 
-    def __init__(self, actuator_url: str, http: httpx.Client, *, http_timeout: float = 3.0):
+    def __init__(
+        self, actuator_url: str, http: httpx.Client, *, app: AppProbe, http_timeout: float = 3.0
+    ):
+        super().__init__(app)
         self.url = actuator_url.rstrip("/") + "/shutdown"
         self._http = http
         self._http_timeout = http_timeout
@@ -83,12 +137,13 @@ def find_pids(target: str, proc: Path = Path("/proc")) -> list[int]:
     return sorted(found)
 
 
-class SignalShutdown:
+class SignalShutdown(_ConfirmedByPort):
     """SIGTERM to a PID or to every process of a name (for images whose PID 1 is a shell)."""
 
     name = "signal"
 
-    def __init__(self, target: str, sig: int = signal.SIGTERM) -> None:
+    def __init__(self, target: str, *, app: AppProbe, sig: int = signal.SIGTERM) -> None:
+        super().__init__(app)
         self.target = target
         self.sig = sig
 
@@ -113,7 +168,7 @@ class SignalShutdown:
         return Triggered("signal", f"{signal.Signals(self.sig).name} to PID {sent}")
 
 
-class NoShutdown:
+class NoShutdown(_ConfirmedByPort):
     """Leave stopping to kubelet's SIGTERM after the hook returns."""
 
     name = "none"
@@ -143,12 +198,12 @@ def port_open(host: str, port: int, timeout: float) -> bool:
 
 
 def wait_until_stopped(
-    host: str, port: int, deadline: Deadline, clock: Clock, *, interval: float = 0.1
+    action: ShutdownAction, deadline: Deadline, clock: Clock, *, interval: float = 0.1
 ) -> float | None:
-    """Seconds until the app's port refused connections, or None if it still accepts them."""
+    """Seconds until ``action`` saw the app stopped, or None if it still runs at the deadline."""
     start = clock.now()
     while True:
-        if not port_open(host, port, deadline.timeout(0.5)):
+        if action.stopped(deadline):
             return clock.now() - start
         if deadline.remaining() <= interval:
             return None

@@ -1,6 +1,14 @@
-"""The composition root: configuration in, concrete registry, signals and actions out."""
+"""The composition root: configuration in, concrete registry, signals and actions out.
+
+:func:`build` returns one :class:`Resources` object that owns the HTTP clients it made; every
+user closes it (``with wiring.build(config) as resources: ...``), and the sidecar built by
+:func:`build_sidecar` closes it in its own ``close()``.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import TracebackType
 
 import httpx
 
@@ -20,9 +28,9 @@ from agent.holdstate import HoldFile
 from agent.logs import get_logger
 from agent.registry.eureka import EurekaRegistry
 from agent.registry.nacos import NacosHttp, NacosRegistry
-from agent.sequence import Deps, Plan, run_drain
-from agent.shutdown import ActuatorShutdown, NoShutdown, ShutdownAction, SignalShutdown
-from agent.sidecar import Sidecar, StartupHold, WarmupConfig
+from agent.sequence import Deps, Outcome, Plan, run_drain
+from agent.shutdown import ActuatorShutdown, AppPort, NoShutdown, ShutdownAction, SignalShutdown
+from agent.sidecar import AppHealth, Sidecar, SidecarOptions, StartupHold, WarmupConfig
 
 USER_AGENT = f"prestop-agent/{__version__}"
 log = get_logger()
@@ -56,11 +64,15 @@ def registry_for(
 
 
 def build_action(config: Config, http: httpx.Client) -> ShutdownAction:
+    # The app is reached over loopback: the sidecar shares the pod's network namespace.
+    app = AppPort("127.0.0.1", config.port)
     if config.shutdown == "actuator":
-        return ActuatorShutdown(config.actuator_url, http, http_timeout=config.http_timeout)
+        return ActuatorShutdown(
+            config.actuator_url, http, app=app, http_timeout=config.http_timeout
+        )
     if config.shutdown == "signal":
-        return SignalShutdown(config.signal_target)
-    return NoShutdown()
+        return SignalShutdown(config.signal_target, app=app)
+    return NoShutdown(app)
 
 
 def signal_components(config: Config, http: httpx.Client) -> list[TrafficSignal]:
@@ -149,56 +161,106 @@ def drain_config(config: Config) -> DrainConfig:
     )
 
 
-def build(config: Config, clock: Clock | None = None) -> tuple[Deps, Plan, list[httpx.Client]]:
-    """Everything ``run_drain`` needs; the caller closes the returned clients."""
+@dataclass
+class Resources:
+    """What one command built from its config; ``close()`` closes every HTTP client it owns."""
+
+    clock: Clock
+    registry: NacosRegistry | EurekaRegistry
+    signal: TrafficSignal
+    action: ShutdownAction
+    consumers: ConsumerTracker | None
+    plan: Plan
+    registry_http: httpx.Client
+    app_http: httpx.Client
+    clients: list[httpx.Client] = field(default_factory=list)  # every client above, and more
+
+    @property
+    def deps(self) -> Deps:
+        return Deps(
+            registry=self.registry,
+            signal=self.signal,
+            action=self.action,
+            clock=self.clock,
+            consumers=self.consumers,
+        )
+
+    def run_drain(self) -> Outcome:
+        return run_drain(self.deps, self.plan)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+    def __enter__(self) -> Resources:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def build(config: Config, clock: Clock | None = None) -> Resources:
+    """Everything ``run_drain`` needs, as one object its user closes."""
     clock = clock or SystemClock()
     # The app is reached over loopback; only an https actuator URL needs a TLS context.
     app_tls = not config.actuator_url.startswith("http://") or not config.metrics_url.startswith(
         "http://"
     )
     registry_http, app_http = http_client(), http_client(tls=app_tls)
-    registry = registry_for(config, registry_http, clock)
-    deps = Deps(
-        registry=registry,
-        signal=build_signal(config, app_http),
-        action=build_action(config, app_http),
-        clock=clock,
-        app_host="127.0.0.1",
-        app_port=config.port,
-    )
-    deps.consumers = consumer_tracker(config, registry, clock)
     clients = [registry_http, app_http]
-    if deps.consumers is not None:
-        clients.append(deps.consumers.http)
-    plan = Plan(
-        budget=config.budget,
-        drain=drain_config(config),
-        confirm_timeout=config.confirm_timeout,
-        shutdown_timeout=config.shutdown_timeout,
-    )
-    return deps, plan, clients
+    try:
+        registry = registry_for(config, registry_http, clock)
+        consumers = consumer_tracker(config, registry, clock)
+        if consumers is not None:
+            clients.append(consumers.http)
+        return Resources(
+            clock=clock,
+            registry=registry,
+            signal=build_signal(config, app_http),
+            action=build_action(config, app_http),
+            consumers=consumers,
+            plan=Plan(
+                budget=config.budget,
+                drain=drain_config(config),
+                confirm_timeout=config.confirm_timeout,
+                shutdown_timeout=config.shutdown_timeout,
+            ),
+            registry_http=registry_http,
+            app_http=app_http,
+            clients=clients,
+        )
+    except BaseException:
+        for client in clients:
+            client.close()
+        raise
 
 
 def build_sidecar(config: Config, side: SidecarSettings, clock: Clock | None = None) -> Sidecar:
     """The sidecar: the same sequence as ``prestop drain``, behind single-flight HTTP."""
-    clock = clock or SystemClock()
-    deps, plan, clients = build(config, clock)
-    app_http = clients[1]
+    resources = build(config, clock)
+    health_http = resources.app_http
     if side.health_url.startswith("https://"):
-        app_http = http_client()
-        clients = [*clients, app_http]
-    registry = deps.registry
-    assert isinstance(registry, NacosRegistry | EurekaRegistry)
+        health_http = http_client()
+        resources.clients.append(health_http)
+    registry = resources.registry
     return Sidecar(
         registry=registry,
-        run_drain=lambda: run_drain(deps, plan),
-        health_url=side.health_url,
-        http=app_http,
-        clock=clock,
-        token=side.token,
-        warmup=WarmupConfig(side.warmup, side.warmup_start_weight, side.warmup_curve),
-        hold=StartupHold(side.startup_hold, side.startup_delay, side.ready_url),
+        run_drain=resources.run_drain,
+        app=AppHealth(health_http, side.health_url),
+        clock=resources.clock,
+        options=SidecarOptions(
+            token=side.token,
+            warmup=WarmupConfig(side.warmup, side.warmup_start_weight, side.warmup_curve),
+            hold=StartupHold(side.startup_hold, side.startup_delay, side.ready_url),
+            term_linger=side.term_linger,
+        ),
+        # Only Nacos has weights to warm up; Eureka's instances have none.
+        weights=registry if isinstance(registry, NacosRegistry) else None,
         holds=HoldFile(side.state_dir, config.instance),
-        term_linger=side.term_linger,
-        clients=[c for c in clients if c is not app_http],
+        resources=resources,
     )

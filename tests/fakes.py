@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+import httpx
 
 from agent.deadline import Deadline
 from agent.drain.signals import Reading, SignalUnavailable
@@ -37,7 +38,8 @@ class FakeClock:
 
 @dataclass
 class FakeRegistry:
-    """A registry whose consumers stop seeing the instance ``invisible_after`` s after take-out."""
+    """A registry whose consumers stop seeing the instance ``invisible_after`` s after take-out
+    (what the sequence needs of one: :class:`agent.sequence.DrainRegistry`)."""
 
     clock: FakeClock
     invisible_after: float = 0.5
@@ -45,16 +47,6 @@ class FakeRegistry:
     taken_out_at: float | None = None
     calls: list[str] = field(default_factory=list)
     name: str = "fake"
-
-    # The rest of the Registry protocol: the sequence does not call these.
-    def connect(self, deadline: Deadline) -> str:
-        raise NotImplementedError
-
-    def describe_instance(self) -> str:
-        raise NotImplementedError
-
-    def get_instance(self, deadline: Deadline) -> InstanceState | None:
-        raise NotImplementedError
 
     def take_out(self, deadline: Deadline) -> TakeOut:
         self.calls.append("take_out")
@@ -64,22 +56,11 @@ class FakeRegistry:
         state = InstanceState("10.0.0.5", 8080, "DEFAULT", 3.0, {"k": "v"}, True)
         return TakeOut(state, state, "2.5.1", "PATCH /v1/ns/instance")
 
-    def put_back(self, deadline: Deadline) -> TakeOut:
-        self.calls.append("put_back")
-        state = InstanceState("10.0.0.5", 8080, "DEFAULT", 3.0, {"k": "v"}, False)
-        return TakeOut(state, state, "2.5.1", "PATCH /v1/ns/instance")
-
     def visible_to_consumers(self, deadline: Deadline) -> bool:
         self.calls.append("visible")
         if self.taken_out_at is None:
             return True
         return self.clock.now() - self.taken_out_at < self.invisible_after
-
-    def serving(self, deadline: Deadline) -> bool:
-        return self.visible_to_consumers(deadline)
-
-    def status(self, deadline: Deadline) -> dict[str, Any]:
-        return {}
 
     cleans_up_after_stop: bool = False
 
@@ -110,13 +91,54 @@ class FakeSignal:
 
 @dataclass
 class FakeAction:
-    """Records the trigger; the app 'stops' by calling ``on_trigger``."""
+    """Records the trigger (and runs ``on_trigger``); the app is stopped once triggered, unless
+    it ``ignores_shutdown``."""
 
     on_trigger: Callable[[], None] = lambda: None
+    ignores_shutdown: bool = False
     triggered: int = 0
     name: str = "fake"
+    port: int = 8080
 
     def trigger(self, deadline: Deadline) -> Triggered:
         self.triggered += 1
         self.on_trigger()
         return Triggered("actuator", "fake")
+
+    def stopped(self, deadline: Deadline) -> bool:
+        return self.triggered > 0 and not self.ignores_shutdown
+
+
+@dataclass
+class FakeSidecarRegistry:
+    """One instance as the sidecar sees it: registered or not, in service or out."""
+
+    registered: bool = True
+    enabled: bool = True
+    weight: float = 2.0
+    writes: list[str] = field(default_factory=list)
+    name: str = "fake"
+
+    def _state(self) -> InstanceState:
+        return InstanceState("10.0.0.7", 8080, "DEFAULT", self.weight, {}, self.enabled)
+
+    def get_instance(self, deadline: Deadline) -> InstanceState | None:
+        return self._state() if self.registered else None
+
+    def take_out(self, deadline: Deadline) -> TakeOut:
+        before, self.enabled = self._state(), False
+        self.writes.append("take_out")
+        return TakeOut(before, self._state(), "2.5.1", "PATCH /v1/ns/instance")
+
+    def put_back(self, deadline: Deadline) -> TakeOut:
+        before, self.enabled = self._state(), True
+        self.writes.append("put_back")
+        return TakeOut(before, self._state(), "2.5.1", "PATCH /v1/ns/instance")
+
+    def serving(self, deadline: Deadline) -> bool:
+        return self.registered and self.enabled
+
+
+def answering_http(status: int = 200) -> httpx.Client:
+    """An HTTP client whose every request is answered ``status`` in-process (no socket)."""
+    return httpx.Client(transport=httpx.MockTransport(lambda _request: httpx.Response(status)))

@@ -4,23 +4,21 @@ A small in-memory Nacos 2.x or Eureka server, a Spring app (Prometheus or actuat
 actuator shutdown) and a switch board of faults: any route can be made to answer something
 else (status, body, gzip garbage, delay). Time is a FakeClock: a delay moves it, and a delay
 longer than the request's timeout becomes httpx.ReadTimeout, as a real client would see.
-No sockets: the app's port is a flag flipped by the shutdown request.
+No sockets: the app's port is a flag flipped by the shutdown request (the World is the
+shutdown action's :class:`agent.shutdown.AppProbe`).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-import pytest
 
-from agent import shutdown
 from agent.config import EurekaServer, EurekaSettings, NacosSettings, ServerAddress
+from agent.deadline import Deadline
 from agent.drain.policy import DrainConfig
 from agent.drain.signals import ActuatorMetricsSignal, PrometheusSignal, TrafficSignal
 from agent.logs import configure, get_logger
@@ -28,7 +26,7 @@ from agent.registry.eureka import EurekaRegistry
 from agent.registry.nacos import NacosHttp, NacosRegistry
 from agent.sequence import Deps, Outcome, Plan, run_drain
 from agent.shutdown import ActuatorShutdown
-from agent.sidecar import Sidecar
+from agent.sidecar import AppHealth, Sidecar, SidecarOptions
 from tests.fakes import FakeClock
 
 IP, PORT = "10.0.0.5", 8080
@@ -36,6 +34,9 @@ APP = "http://app:8080/actuator"
 NACOS = "http://nacos:8848/nacos"
 EUREKA = "http://eureka:8761/eureka/"
 EUREKA_ID = f"pod-1:orders:{PORT}"
+
+RegistryKind = Literal["nacos", "eureka"]
+MetricsKind = Literal["prometheus", "actuator"]
 
 PLAN = Plan(
     budget=20,
@@ -76,8 +77,8 @@ class World:
     """The servers' state and the faults, keyed by route: ``"GET /v1/ns/instance"`` etc."""
 
     clock: FakeClock
-    registry_kind: Literal["nacos", "eureka"] = "nacos"
-    metrics: Literal["prometheus", "actuator"] = "prometheus"
+    registry_kind: RegistryKind = "nacos"
+    metrics: MetricsKind = "prometheus"
     faults: dict[str, Answer] = field(default_factory=dict)
     # Applied to every request of a kind ("registry", "app") whose route has no own fault.
     kind_faults: dict[str, Answer] = field(default_factory=dict)
@@ -231,6 +232,16 @@ class World:
             return httpx.Response(200)
         return httpx.Response(404)
 
+    # --- the app's port, as the shutdown action probes it ---
+
+    @property
+    def port(self) -> int:
+        return PORT
+
+    def closed(self, deadline: Deadline) -> bool:
+        """Closed once the app got the shutdown request."""
+        return self.stopped
+
     # --- the agent, wired to it ---
 
     def client(self) -> httpx.Client:
@@ -266,9 +277,8 @@ class World:
         return Deps(
             registry=self.registry(http),
             signal=self.signal(http),
-            action=ActuatorShutdown(APP, http),
+            action=ActuatorShutdown(APP, http, app=self),
             clock=self.clock,
-            app_port=PORT,
         )
 
 
@@ -292,14 +302,6 @@ class Run:
     log_lines: list[str]
 
 
-@contextmanager
-def _app_port(world: World) -> Iterator[None]:
-    """The app's port, as the shutdown step probes it: closed once the app got the request."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(shutdown, "port_open", lambda host, port, timeout: not world.stopped)
-        yield
-
-
 def run_world(world: World, *, via_sidecar: bool = False, plan: Plan = PLAN) -> Run:
     """Run the preStop sequence against ``world`` and print the summary as the CLI does.
 
@@ -313,26 +315,24 @@ def run_world(world: World, *, via_sidecar: bool = False, plan: Plan = PLAN) -> 
     start = world.clock.now()
     outcome: Outcome | None = None
     error: BaseException | None = None
-    with _app_port(world):
-        if via_sidecar:
-            registry = deps.registry
-            assert isinstance(registry, NacosRegistry | EurekaRegistry)
-            sidecar = Sidecar(
-                registry=registry,
-                run_drain=lambda: run_drain(deps, plan),
-                health_url=f"{APP}/health",
-                http=http,
-                clock=world.clock,
-                token="t",
-            )
-            outcome, error = sidecar.flight.run()
-        else:
-            try:
-                outcome = run_drain(deps, plan)
-                # What `prestop drain` does with the outcome (agent/cli.py).
-                get_logger().info("prestop_summary", **outcome.summary())
-            except Exception as exc:
-                error = exc
+    if via_sidecar:
+        registry = deps.registry
+        assert isinstance(registry, NacosRegistry | EurekaRegistry)
+        sidecar = Sidecar(
+            registry=registry,
+            run_drain=lambda: run_drain(deps, plan),
+            app=AppHealth(http, f"{APP}/health"),
+            clock=world.clock,
+            options=SidecarOptions(token="t"),
+        )
+        outcome, error = sidecar.flight.run()
+    else:
+        try:
+            outcome = run_drain(deps, plan)
+            # What `prestop drain` does with the outcome (agent/cli.py).
+            get_logger().info("prestop_summary", **outcome.summary())
+        except Exception as exc:
+            error = exc
     duration = world.clock.now() - start
     lines = stream.getvalue().splitlines()
     summary = None

@@ -23,8 +23,9 @@ from tests.fakes import FakeAction, FakeClock, FakeRegistry
 from tests.faultlab import (
     PLAN,
     Answer,
+    MetricsKind,
+    RegistryKind,
     World,
-    _app_port,
     deep_json,
     json_answer,
     run_world,
@@ -42,8 +43,8 @@ ACTIVE = "GET /actuator/metrics/http.server.requests.active"
 class Case:
     name: str
     exit_code: int
-    registry: str = "nacos"
-    metrics: str = "prometheus"
+    registry: RegistryKind = "nacos"
+    metrics: MetricsKind = "prometheus"
     faults: dict[str, Answer] = field(default_factory=dict)
     registry_url: str | None = None
     metrics_url: str | None = None
@@ -172,8 +173,8 @@ CASES = [
 def _world(clock: FakeClock, case: Case) -> World:
     return World(
         clock,
-        registry_kind=case.registry,  # type: ignore[arg-type]
-        metrics=case.metrics,  # type: ignore[arg-type]
+        registry_kind=case.registry,
+        metrics=case.metrics,
         faults=dict(case.faults),
         registry_url=case.registry_url,
         metrics_url=case.metrics_url,
@@ -314,7 +315,7 @@ def test_every_phase_blows_up_and_the_app_is_still_stopped(clock: FakeClock) -> 
         clock, world, registry=registry, signal=ExplodingSignal(), consumers=ExplodingConsumers()
     )
     start = clock.now()
-    with _app_port(world), capture_logs() as logs:
+    with capture_logs() as logs:
         outcome = run_drain(deps, PLAN)
     assert world.stopped
     assert outcome.exit_code == 3
@@ -333,7 +334,7 @@ def test_a_blown_up_shutdown_is_reported(clock: FakeClock) -> None:
     world = World(clock)
     action = ExplodingAction()
     deps = _fake_deps(clock, world, action=action)
-    with _app_port(world), capture_logs() as logs:
+    with capture_logs() as logs:
         outcome = run_drain(deps, PLAN)
     assert action.triggered == 1
     assert outcome.exit_code == 3
@@ -346,8 +347,7 @@ def test_nan_rate_gives_a_strict_json_summary(clock: FakeClock) -> None:
     """A signal that reads NaN / Infinity: the summary carries no NaN, the drain falls back."""
     world = World(clock)
     deps = _fake_deps(clock, world, signal=NaNSignal(clock), consumers=ExplodingConsumers())
-    with _app_port(world):
-        outcome = run_drain(deps, PLAN)
+    outcome = run_drain(deps, PLAN)
     summary = strict_json(dumps(outcome.summary()))
     assert summary["exit_code"] == 0
     assert world.stopped
@@ -373,7 +373,7 @@ def test_error_messages_carry_no_secrets(clock: FakeClock) -> None:
 
     world = World(clock)
     deps = _fake_deps(clock, world, registry=Leaky(clock))
-    with _app_port(world), capture_logs() as logs:
+    with capture_logs() as logs:
         outcome = run_drain(deps, PLAN)
     text = dumps(logs) + dumps(outcome.summary())
     assert "s3cret" not in text and "abc.def" not in text
@@ -389,5 +389,5 @@ def test_keyboard_interrupt_is_not_swallowed(clock: FakeClock) -> None:
             raise KeyboardInterrupt
 
     world = World(clock)
-    with _app_port(world), pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):
         run_drain(_fake_deps(clock, world, registry=Interrupted(clock)), PLAN)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from agent import render, wiring
 from agent.cli import cli
 from tests.fakes import FakeClock
-from tests.faultlab import World
+from tests.faultlab import RegistryKind, World
 
 NACOS_ENV = {
     "PRESTOP_NACOS_ADDR": "nacos:8848",
@@ -40,8 +40,10 @@ def fixture_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(render, "stdout_is_terminal", lambda stream=None: True)
 
 
-def _world(monkeypatch: pytest.MonkeyPatch, kind: str = "nacos", enabled: bool = True) -> World:
-    world = World(FakeClock(), registry_kind=kind, enabled=enabled)  # type: ignore[arg-type]
+def _world(
+    monkeypatch: pytest.MonkeyPatch, kind: RegistryKind = "nacos", enabled: bool = True
+) -> World:
+    world = World(FakeClock(), registry_kind=kind, enabled=enabled)
 
     def client(*, tls: bool = True) -> httpx.Client:
         return world.client()
@@ -109,7 +111,7 @@ def test_eureka_status_lines(monkeypatch: pytest.MonkeyPatch, terminal: None) ->
 
 @pytest.mark.parametrize("kind", ["nacos", "eureka"])
 def test_down_then_up_say_what_changed(
-    monkeypatch: pytest.MonkeyPatch, terminal: None, kind: str
+    monkeypatch: pytest.MonkeyPatch, terminal: None, kind: RegistryKind
 ) -> None:
     world = _world(monkeypatch, kind)
     env = NACOS_ENV if kind == "nacos" else EUREKA_ENV
@@ -128,7 +130,7 @@ def test_down_then_up_say_what_changed(
 
 @pytest.mark.parametrize("kind", ["nacos", "eureka"])
 def test_down_whose_answer_was_lost_says_so(
-    monkeypatch: pytest.MonkeyPatch, terminal: None, kind: str
+    monkeypatch: pytest.MonkeyPatch, terminal: None, kind: RegistryKind
 ) -> None:
     """The write landed and its answer was lost: a change, read back, not "already"."""
     world = _world(monkeypatch, kind)

@@ -1,11 +1,6 @@
-"""The shutdown sequence with fakes for the registry, the signal and the app."""
+"""The shutdown sequence with fakes for the registry, the signal and the app (no sockets)."""
 
 from __future__ import annotations
-
-import contextlib
-import socket
-import threading
-from collections.abc import Iterator
 
 import pytest
 from structlog.testing import capture_logs
@@ -13,53 +8,23 @@ from structlog.testing import capture_logs
 from agent.drain.policy import DrainConfig
 from agent.drain.signals import TrafficSignal
 from agent.exceptions import InstanceNotFound, RegistryUnavailable
-from agent.registry import Registry
-from agent.sequence import Deps, Outcome, Phase, Plan, run_drain
+from agent.sequence import Deps, DrainRegistry, Outcome, Phase, Plan, run_drain
 from agent.shutdown import ShutdownAction
 from tests.fakes import FakeAction, FakeClock, FakeRegistry, FakeSignal
 
 
-@pytest.fixture(name="listener")
-def fixture_listener() -> Iterator[socket.socket]:
-    """A real listening socket, accepting and closing connections, standing in for the app."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield sock
-    sock.close()
-
-
-def _stop(sock: socket.socket) -> None:
-    # shutdown() wakes the accept() thread; close() alone may leave the port listening.
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
-
-
 def _deps(
     clock: FakeClock,
-    listener: socket.socket,
     *,
-    registry: Registry | None = None,
+    registry: DrainRegistry | None = None,
     signal: TrafficSignal | None = None,
     action: ShutdownAction | None = None,
 ) -> Deps:
     return Deps(
         registry=FakeRegistry(clock) if registry is None else registry,
         signal=FakeSignal(clock, traffic_until=clock.now() + 4) if signal is None else signal,
-        action=FakeAction(on_trigger=lambda: _stop(listener)) if action is None else action,
+        action=FakeAction() if action is None else action,
         clock=clock,
-        app_port=listener.getsockname()[1],
     )
 
 
@@ -74,10 +39,10 @@ PLAN = Plan(
 )
 
 
-def test_happy_path(clock: FakeClock, listener: socket.socket) -> None:
+def test_happy_path(clock: FakeClock) -> None:
     """Take out, confirm, drain until quiet, shut down, confirm stopped: exit 0."""
     start = clock.now()
-    deps = _deps(clock, listener)
+    deps = _deps(clock)
     with capture_logs() as logs:
         outcome = run_drain(deps, PLAN)
     assert outcome.exit_code == 0
@@ -94,11 +59,11 @@ def test_happy_path(clock: FakeClock, listener: socket.socket) -> None:
     assert events.index("instance_invisible") < events.index("app_shutdown_triggered")
 
 
-def test_registry_down_fails_open(clock: FakeClock, listener: socket.socket) -> None:
+def test_registry_down_fails_open(clock: FakeClock) -> None:
     """When the registry cannot be reached the app is still drained and stopped: exit 3."""
     registry = FakeRegistry(clock, fail_with=RegistryUnavailable("connection refused"))
-    action = FakeAction(on_trigger=lambda: _stop(listener))
-    outcome = run_drain(_deps(clock, listener, registry=registry, action=action), PLAN)
+    action = FakeAction()
+    outcome = run_drain(_deps(clock, registry=registry, action=action), PLAN)
     assert outcome.exit_code == 3
     assert _phase(outcome, "take_out").outcome == "degraded"
     assert _phase(outcome, "confirm").outcome == "skipped"
@@ -107,20 +72,20 @@ def test_registry_down_fails_open(clock: FakeClock, listener: socket.socket) -> 
     assert registry.calls.count("take_out") >= 2  # transient errors are retried
 
 
-def test_instance_not_found_is_not_retried(clock: FakeClock, listener: socket.socket) -> None:
+def test_instance_not_found_is_not_retried(clock: FakeClock) -> None:
     """An unknown instance is reported once; nothing is retried or written."""
     registry = FakeRegistry(clock, fail_with=InstanceNotFound("not registered"))
-    outcome = run_drain(_deps(clock, listener, registry=registry), PLAN)
+    outcome = run_drain(_deps(clock, registry=registry), PLAN)
     assert outcome.exit_code == 3
     assert registry.calls == ["take_out"]
     assert _phase(outcome, "take_out").detail["reason"] == "instance_not_found"
 
 
-def test_app_ignoring_shutdown_is_reported(clock: FakeClock, listener: socket.socket) -> None:
+def test_app_ignoring_shutdown_is_reported(clock: FakeClock) -> None:
     """An app whose port stays open after the shutdown request is reported (exit 3)."""
-    action = FakeAction()  # does not close the listener
+    action = FakeAction(ignores_shutdown=True)
     with capture_logs() as logs:
-        outcome = run_drain(_deps(clock, listener, action=action), PLAN)
+        outcome = run_drain(_deps(clock, action=action), PLAN)
     assert outcome.exit_code == 3
     shutdown = outcome.phase("shutdown")
     assert shutdown is not None and shutdown.detail["app_stopped"] is False
@@ -128,25 +93,23 @@ def test_app_ignoring_shutdown_is_reported(clock: FakeClock, listener: socket.so
     assert outcome.duration <= PLAN.budget
 
 
-def test_endless_traffic_is_bounded_by_the_budget(
-    clock: FakeClock, listener: socket.socket
-) -> None:
+def test_endless_traffic_is_bounded_by_the_budget(clock: FakeClock) -> None:
     """Traffic that never stops ends the drain in time to shut the app down in budget."""
     signal = FakeSignal(clock, traffic_until=1e9)
     plan = Plan(budget=20, drain=DrainConfig(1, 60, 2, 0.5), shutdown_timeout=5)
-    outcome = run_drain(_deps(clock, listener, signal=signal), plan)
+    outcome = run_drain(_deps(clock, signal=signal), plan)
     drain = outcome.phase("drain")
     assert drain is not None and drain.outcome == "timeout"
     assert _phase(outcome, "shutdown").detail["app_stopped"] is True
     assert outcome.duration <= plan.budget
 
 
-def test_unreadable_metrics_wait_max(clock: FakeClock, listener: socket.socket) -> None:
+def test_unreadable_metrics_wait_max(clock: FakeClock) -> None:
     """Without metrics the drain waits --max-wait (clamped by the budget) and says so."""
     signal = FakeSignal(clock, broken=True)
     plan = Plan(budget=25, drain=DrainConfig(1, 8, 2, 0.5))
     with capture_logs() as logs:
-        outcome = run_drain(_deps(clock, listener, signal=signal), plan)
+        outcome = run_drain(_deps(clock, signal=signal), plan)
     drain = outcome.phase("drain")
     assert drain is not None
     assert drain.detail["reason"] == "max_wait"
@@ -154,34 +117,30 @@ def test_unreadable_metrics_wait_max(clock: FakeClock, listener: socket.socket) 
     assert any(e["event"] == "drain_without_signal" for e in logs)
 
 
-def test_registry_clean_up_runs_only_after_the_app_stopped(
-    clock: FakeClock, listener: socket.socket
-) -> None:
+def test_registry_clean_up_runs_only_after_the_app_stopped(clock: FakeClock) -> None:
     """A registry that cleans up (Eureka's cancel) is called after the port closed, last."""
     registry = FakeRegistry(clock, cleans_up_after_stop=True)
-    outcome = run_drain(_deps(clock, listener, registry=registry), PLAN)
+    outcome = run_drain(_deps(clock, registry=registry), PLAN)
     assert [p.name for p in outcome.phases][-2:] == ["shutdown", "deregister"]
     assert registry.calls[-1] == "after_stop"
     assert _phase(outcome, "deregister").outcome == "ok"
     assert outcome.exit_code == 0
 
 
-def test_no_clean_up_while_the_app_still_runs(clock: FakeClock, listener: socket.socket) -> None:
+def test_no_clean_up_while_the_app_still_runs(clock: FakeClock) -> None:
     """The app ignores the shutdown: the lease must not be cancelled (it would re-register UP)."""
     registry = FakeRegistry(clock, cleans_up_after_stop=True)
-    action = FakeAction(on_trigger=lambda: None)  # the port stays open
-    outcome = run_drain(_deps(clock, listener, registry=registry, action=action), PLAN)
+    action = FakeAction(ignores_shutdown=True)
+    outcome = run_drain(_deps(clock, registry=registry, action=action), PLAN)
     assert "after_stop" not in registry.calls
     deregister = outcome.phase("deregister")
     assert deregister is not None and deregister.outcome == "skipped"
     assert outcome.exit_code == 3
 
 
-def test_no_clean_up_phase_for_registries_without_one(
-    clock: FakeClock, listener: socket.socket
-) -> None:
+def test_no_clean_up_phase_for_registries_without_one(clock: FakeClock) -> None:
     """Nacos needs nothing after the stop: no extra phase, no call."""
     registry = FakeRegistry(clock)
-    outcome = run_drain(_deps(clock, listener, registry=registry), PLAN)
+    outcome = run_drain(_deps(clock, registry=registry), PLAN)
     assert outcome.phase("deregister") is None
     assert "after_stop" not in registry.calls

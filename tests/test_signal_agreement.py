@@ -211,7 +211,7 @@ def test_no_time_for_the_drain_is_said_as_such(clock: FakeClock) -> None:
 
     registry = SlowRegistry(clock)
     signal: TrafficSignal = DeadlineAware()
-    deps = Deps(registry=registry, signal=signal, action=FakeAction(), clock=clock, app_port=1)
+    deps = Deps(registry=registry, signal=signal, action=FakeAction(), clock=clock)
     plan = Plan(budget=20, drain=DrainConfig(1, 60, 2, 0.25), confirm_timeout=30)
     with capture_logs() as logs:
         run_drain(deps, plan)
@@ -234,7 +234,7 @@ def test_registry_steps_that_use_all_their_time_leave_the_drain_its_share(
 
     registry = SlowRegistry(clock)
     signal = DeadlineAware()
-    deps = Deps(registry=registry, signal=signal, action=FakeAction(), clock=clock, app_port=1)
+    deps = Deps(registry=registry, signal=signal, action=FakeAction(), clock=clock)
     plan = Plan(budget=12, drain=DrainConfig(1, 60, 2, 0.25), confirm_timeout=30)
     with capture_logs() as logs:
         outcome = run_drain(deps, plan)

@@ -12,6 +12,7 @@ from agent.check import weights_findings
 from agent.config import load, load_sidecar
 from agent.exceptions import ConfigError
 from agent.holdstate import FILE_NAME, HoldFile
+from agent.sequence import Outcome
 
 BASE = {
     "PRESTOP_NACOS_ADDR": "127.0.0.1:8848",
@@ -97,49 +98,28 @@ def test_weights_finding_says_what_weights_do() -> None:
 def test_an_unwritable_state_dir_degrades_to_no_record(tmp_path: Path) -> None:
     """The hold still runs when the record cannot be written (read-only mount): as without
     --state-dir, never yielding to a record that is not there."""
-    from agent.registry import InstanceState
-    from agent.sidecar import Sidecar, StartupHold
-    from tests.fakes import FakeClock
-
-    class Registry:
-        name = "nacos"
-
-        def __init__(self) -> None:
-            self.enabled = True
-            self.writes: list[bool] = []
-
-        def get_instance(self, deadline: object) -> InstanceState:
-            return InstanceState("10.0.0.7", 8080, "DEFAULT", 2.0, {}, self.enabled)
-
-        def take_out(self, deadline: object) -> None:
-            self.enabled = False
-            self.writes.append(False)
-
-        def put_back(self, deadline: object) -> None:
-            self.enabled = True
-            self.writes.append(True)
-
-    class Healthy:
-        def get(self, url: str, timeout: float) -> object:
-            return type("R", (), {"status_code": 200})()
-
-        def close(self) -> None:
-            pass
+    from agent.sidecar import AppHealth, Sidecar, SidecarOptions, StartupHold
+    from tests.fakes import FakeClock, FakeSidecarRegistry, answering_http
 
     missing = tmp_path / "gone"
     missing.mkdir()
-    registry = Registry()
+    registry = FakeSidecarRegistry()
+    http = answering_http(200)
     sidecar = Sidecar(
-        registry=registry,  # type: ignore[arg-type]
-        run_drain=lambda: None,  # type: ignore[arg-type,return-value]
-        health_url="http://127.0.0.1:8080/actuator/health",
-        http=Healthy(),  # type: ignore[arg-type]
+        registry=registry,
+        run_drain=_no_drain,
+        app=AppHealth(http, "http://127.0.0.1:8080/actuator/health"),
         clock=FakeClock(),
-        token="t",
-        hold=StartupHold(enabled=True),
+        options=SidecarOptions(token="t", hold=StartupHold(enabled=True)),
         holds=HoldFile(missing, "10.0.0.7:8080"),
+        resources=http,
     )
     missing.rmdir()  # the write now fails with FileNotFoundError (an OSError)
     sidecar.start_up(app_start_timeout=5)
-    assert registry.writes == [False, True]
-    assert registry.enabled and sidecar.hold_seconds is not None
+    sidecar.close()
+    assert registry.writes == ["take_out", "put_back"]
+    assert registry.enabled and sidecar.state.hold_seconds is not None
+
+
+def _no_drain() -> Outcome:
+    raise AssertionError("the start-up never drains")

@@ -20,7 +20,7 @@ from agent.exceptions import RegistryUnavailable
 from agent.registry import TakeOut
 from agent.sequence import Deps, Plan, run_drain
 from tests.fakes import FakeAction, FakeClock, FakeRegistry
-from tests.faultlab import PLAN, World, _app_port, run_world
+from tests.faultlab import PLAN, World, run_world
 
 # The smallest budget `prestop drain` accepts for PLAN's timeouts (check_drain_budget):
 # --http-timeout 3 + --min-wait 1 + --shutdown-timeout 3 + 0.5 s to exit.
@@ -88,8 +88,7 @@ def test_a_registry_that_uses_all_the_time_it_is_given(clock: FakeClock) -> None
         clock=clock,
     )
     start = clock.now()
-    with _app_port(world):
-        outcome = run_drain(deps, plan)
+    outcome = run_drain(deps, plan)
     drain = outcome.phase("drain")
     assert drain is not None and drain.duration >= plan.drain.min_wait, outcome.summary()
     assert world.stopped and clock.now() - start <= plan.budget

@@ -1,4 +1,6 @@
-"""The sidecar against real loopback servers: token, single flight, readiness, repair, warm-up."""
+"""The sidecar against real loopback servers: token, single flight, readiness, repair.
+
+The warm-up runs on fakes in tests/sidecar/test_warmup.py."""
 
 from __future__ import annotations
 
@@ -10,21 +12,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
 
 from agent import config, wiring
-from agent.deadline import Deadline
-from agent.registry import InstanceState
-from agent.registry.nacos import NacosRegistry
-from agent.sequence import Outcome
-from agent.sidecar import Sidecar, WarmupConfig, make_server, warmup_weight
+from agent.sidecar import Sidecar, make_server
 from prestop_lab import procs
 from prestop_lab.demo_app import AppConfig, DemoApp
 from prestop_lab.nacos_emulator import EmulatorConfig, NacosEmulator
-from tests.fakes import FakeClock
 
 TOKEN = "s3cret-token"
 
@@ -117,7 +114,7 @@ def test_concurrent_calls_run_one_sequence(
 def test_readyz_follows_the_registry(nacos: NacosEmulator, app: DemoApp) -> None:
     """Not ready until registered and enabled; ready after; not ready once draining."""
     sidecar = build(nacos, app.port)
-    sidecar.ready_cache = 0
+    sidecar.ready.cache = 0
     try:
         assert sidecar.readiness() == (False, ["not_visible_to_consumers"])
         nacos.register("demo", "127.0.0.1", app.port)
@@ -130,7 +127,7 @@ def test_readyz_follows_the_registry(nacos: NacosEmulator, app: DemoApp) -> None
         httpx.patch(f"{nacos.url}/nacos/v1/ns/instance", params={**ids, "enabled": "true"})
         time.sleep(0.1)
         assert sidecar.readiness() == (True, [])
-        sidecar.draining.set()
+        sidecar.state.draining.set()
         assert sidecar.readiness() == (False, ["draining"])
     finally:
         sidecar.close()
@@ -156,70 +153,9 @@ def test_stale_disabled_is_repaired(nacos: NacosEmulator, app: DemoApp) -> None:
     sidecar = build(nacos, app.port)
     sidecar.start_up(app_start_timeout=5)
     sidecar.close()
-    assert sidecar.repaired
+    assert sidecar.state.repaired
     (inst,) = nacos.admin_view("demo")
     assert (inst["enabled"], inst["weight"]) == (True, 2.0)
-
-
-class WeightRegistry:
-    """Records weights; ``meddle_at`` simulates an operator changing the weight."""
-
-    def __init__(self, clock: FakeClock, meddle_at: float | None = None) -> None:
-        self.clock = clock
-        self.weight = 4.0
-        self.writes: list[tuple[float, float]] = []
-        self.meddle_at = meddle_at
-
-    def get_instance(self, deadline: Deadline) -> InstanceState:
-        if self.meddle_at is not None and self.clock.now() >= self.meddle_at:
-            self.weight = 7.0
-        return InstanceState("127.0.0.1", 1, "DEFAULT", self.weight, {}, True)
-
-    def set_weight(self, weight: float, deadline: Deadline) -> None:
-        self.weight = weight
-        self.writes.append((self.clock.now(), weight))
-
-
-def _no_drain() -> Outcome:
-    raise AssertionError("the warm-up never drains")
-
-
-def _warm(registry: WeightRegistry, clock: FakeClock) -> Sidecar:
-    sidecar = Sidecar(
-        # A stand-in with only what the warm-up uses (Sidecar names the concrete registries).
-        registry=cast("NacosRegistry", registry),
-        run_drain=_no_drain,
-        health_url="http://127.0.0.1:1/",
-        http=httpx.Client(),  # closed below; the warm-up makes no request of its own
-        clock=clock,
-        token=TOKEN,
-        warmup=WarmupConfig(duration=10, start_weight=0.4, curve="quadratic", step=1),
-    )
-    sidecar.warm_up(target=4.0)
-    sidecar.close()
-    return sidecar
-
-
-def test_warmup_follows_the_quadratic_curve() -> None:
-    """The weight rises from the start weight to the target along (t/T)^2, then stays."""
-    clock = FakeClock(0.0)
-    registry = WeightRegistry(clock)
-    sidecar = _warm(registry, clock)
-    assert registry.writes[0] == (0.0, 0.4)
-    for t, w in registry.writes:
-        assert w == pytest.approx(0.4 + 3.6 * (t / 10) ** 2, abs=1e-3)
-    assert registry.writes[-1] == (10.0, 4.0)
-    assert sidecar.warmup_progress == 1.0
-    assert warmup_weight(5, 10, 0, 4, "linear") == 2.0
-
-
-def test_warmup_never_overrides_someone_elses_weight() -> None:
-    """If the weight changes under it, the warm-up stops and leaves it."""
-    clock = FakeClock(0.0)
-    registry = WeightRegistry(clock, meddle_at=3.5)
-    _warm(registry, clock)
-    assert registry.weight == 7.0
-    assert all(t < 3.5 for t, _ in registry.writes)
 
 
 def test_sigterm_during_a_drain_does_not_cut_it_short(nacos: NacosEmulator) -> None:
@@ -330,9 +266,9 @@ def test_eureka_sidecar_repairs_a_predecessors_override_and_drains() -> None:
             assert stored is not None and stored["status"] == "OUT_OF_SERVICE"
             assert sidecar.readiness()[0] is False
             sidecar.start_up(app_start_timeout=10)
-            assert sidecar.repaired
+            assert sidecar.state.repaired
             assert eureka.override(instance_id) is None
-            sidecar.ready_cache = 0
+            sidecar.ready.cache = 0
             assert procs.wait_for(lambda: sidecar.readiness()[0], 5), sidecar.readiness()
             outcome, error = sidecar.flight.run()
             assert error is None and outcome is not None

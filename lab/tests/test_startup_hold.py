@@ -162,7 +162,7 @@ def test_hold_keeps_the_instance_out_until_ready_then_puts_it_back(
     """Out from registration (weight and metadata kept), /readyz false; in once ready."""
     port = procs.free_port()
     sidecar = build(hold_env(nacos.addr, port, ready_app, tmp_path, PRESTOP_STARTUP_DELAY="0.2"))
-    sidecar.ready_cache = 0
+    sidecar.ready.cache = 0
     nacos.register("demo", "127.0.0.1", port, weight=WEIGHT, metadata=METADATA)
     runner = threading.Thread(target=sidecar.start_up, kwargs={"app_start_timeout": 30})
     runner.start()
@@ -180,11 +180,11 @@ def test_hold_keeps_the_instance_out_until_ready_then_puts_it_back(
         assert enabled_in(nacos, port) is True
         assert procs.wait_for(lambda: visible(nacos, port), 5)
         assert holder(tmp_path) is None
-        assert sidecar.hold_seconds is not None
+        assert sidecar.state.hold_seconds is not None
         (inst,) = nacos.admin_view("demo")
         assert (inst["weight"], inst["metadata"]) == (WEIGHT, METADATA)
     finally:
-        sidecar.stop.set()
+        sidecar.state.stop.set()
         runner.join(5)
         sidecar.close()
 
@@ -276,14 +276,14 @@ def test_a_restart_keeps_this_pods_drain_and_repairs_an_earlier_pods(
     same_pod = build(e)
     same_pod.start_up(app_start_timeout=10)
     same_pod.close()
-    assert not same_pod.repaired
+    assert not same_pod.state.repaired
     assert enabled_in(nacos, port) is False
 
     HoldFile(tmp_path, f"127.0.0.1:{port}", pod="pod-old").write("drain", "prestop hook")
     new_pod = build(e)
     new_pod.start_up(app_start_timeout=10)
     new_pod.close()
-    assert new_pod.repaired
+    assert new_pod.state.repaired
     assert enabled_in(nacos, port) is True
     assert holder(tmp_path) is None
 
@@ -322,7 +322,7 @@ def test_eureka_hold_uses_an_out_of_service_override(ready_app: ReadyApp, tmp_pa
             stored = eureka.instance("DEMO", instance_id)
             assert stored is not None and stored["status"] == "UP"
         finally:
-            sidecar.stop.set()
+            sidecar.state.stop.set()
             runner.join(5)
             sidecar.close()
             app.shutdown()

@@ -1,111 +1,30 @@
-"""A small HTTP/1.1 server that an unauthenticated client cannot knock over.
-
-One event-loop thread owns every socket: it accepts, reads request heads (capped size, a
-deadline from the first byte), decides from the head alone (route, method, token, framing,
-body size) and writes responses without blocking. Only a request that passed those checks
-reaches a thread, from a small bounded pool per lane; a cheap route is answered in the loop.
-So an idle or slow connection costs one file descriptor and at most a few KB, never a thread,
-and no body larger than ``max_body`` is ever read.
-
-Limits: ``max_connections`` sockets at most; at the limit a new connection evicts the one that
-has waited longest without a complete request (idle or slowloris), and is itself closed at once
-when there is none. Refused calls are counted by reason (``refused_totals``) and logged at most
-once per ``log_interval`` as one ``http_refused`` line with the counts.
-"""
+"""The server's event loop: one thread owns every socket (see :mod:`agent.httpserver`)."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import re
 import selectors
 import socket
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from queue import SimpleQueue
 from typing import Literal
 
+from agent.httpserver.head import Refused, decide
+from agent.httpserver.messages import (
+    Limits,
+    Request,
+    Response,
+    Route,
+    error_response,
+    reason_phrase,
+)
+from agent.httpserver.workers import BoundedPool, RefusalLog
 from agent.logs import get_logger
 
 log = get_logger()
-
-Lane = Literal["inline", "pool", "own"]
-_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_connections: int = 64
-    max_header_bytes: int = 8192
-    max_body: int = 4096
-    header_timeout: float = 5.0  # a request's head and body, from its first byte (or accept)
-    idle_timeout: float = 5.0  # a kept-alive connection between requests
-    write_timeout: float = 10.0
-    pool_workers: int = 4  # lane "pool": slow, unauthenticated routes (e.g. /readyz)
-    pool_queue: int = 16
-    own_workers: int = 8  # lane "own": authorised long calls (e.g. /prestop)
-    log_interval: float = 10.0
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-cased names; a repeated header keeps its last value
-    body: bytes
-    client: str
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-
-
-@dataclass(frozen=True)
-class Route:
-    handler: Callable[[Request], Response]
-    methods: frozenset[str] = frozenset({"GET"})
-    lane: Lane = "inline"
-    # Checked from the head, before any body is read; False: 403.
-    authorize: Callable[[Request], bool] | None = None
-
-
-class RefusalLog:
-    """Counts refused calls by reason; one log line per interval at most, never one per call."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.totals: Counter[str] = Counter()
-        self._pending: Counter[str] = Counter()
-        self._last = float("-inf")
-        self._lock = threading.Lock()
-
-    def note(self, reason: str) -> None:
-        with self._lock:
-            self.totals[reason] += 1
-            self._pending[reason] += 1
-
-    def flush(self, now: float, force: bool = False) -> None:
-        with self._lock:
-            if not self._pending or (not force and now - self._last < self.interval):
-                return
-            counts, self._pending = dict(self._pending), Counter()
-            self._last = now
-        log.warning("http_refused", counts=counts, total=sum(counts.values()))
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self.totals)
 
 
 @dataclass(eq=False)
@@ -119,41 +38,6 @@ class _Conn:
     last_active: float = 0.0
     keep_alive: bool = False
     registered: int = 0  # the selector events it is registered for (0: none)
-
-
-class _Pool:
-    """A thread pool with a bounded queue: ``submit`` says False instead of queueing forever."""
-
-    def __init__(self, workers: int, queue: int, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-        self._slots = threading.BoundedSemaphore(workers + queue)
-
-    def submit(self, fn: Callable[[], None]) -> bool:
-        if not self._slots.acquire(blocking=False):
-            return False
-
-        def run() -> None:
-            try:
-                fn()
-            finally:
-                self._slots.release()
-
-        self._executor.submit(run)
-        return True
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
-
-
-def _json(status: int, error: str) -> Response:
-    return Response(status, ('{"error": "' + error + '"}').encode())
 
 
 class BoundedHTTPServer:
@@ -177,8 +61,8 @@ class BoundedHTTPServer:
         self._conns: dict[socket.socket, _Conn] = {}
         self._done: SimpleQueue[tuple[_Conn, Response, bool]] = SimpleQueue()
         self._pools = {
-            "pool": _Pool(self.limits.pool_workers, self.limits.pool_queue, "http-pool"),
-            "own": _Pool(self.limits.own_workers, 0, "http-own"),
+            "pool": BoundedPool(self.limits.pool_workers, self.limits.pool_queue, "http-pool"),
+            "own": BoundedPool(self.limits.own_workers, 0, "http-own"),
         }
         self._stop = threading.Event()
         self._stopped = threading.Event()
@@ -357,67 +241,14 @@ class BoundedHTTPServer:
     # --- one request ---
 
     def _parse(self, conn: _Conn) -> None:
-        end = conn.buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(conn.buf) > self.limits.max_header_bytes:
-                self._refuse(conn, "headers_too_large", _json(431, "request headers too large"))
+        decided = decide(conn.buf, self.limits, self.routes, conn.client)
+        if decided is None:
             return
-        if end + 4 > self.limits.max_header_bytes:
-            self._refuse(conn, "headers_too_large", _json(431, "request headers too large"))
+        if isinstance(decided, Refused):
+            self._refuse(conn, decided.reason, decided.response)
             return
-        head = bytes(conn.buf[:end]).decode("latin-1")
-        lines = head.split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or parts[2] not in ("HTTP/1.0", "HTTP/1.1") or not parts[0].isalpha():
-            self._refuse(conn, "bad_request", _json(400, "bad request line"))
-            return
-        method, target, version = parts
-        headers: dict[str, str] = {}
-        lengths: set[str] = set()
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                self._refuse(conn, "bad_request", _json(400, "bad header line"))
-                return
-            headers[name.lower()] = value.strip()
-            if name.lower() == "content-length":
-                lengths.add(value.strip())
-        # Framing, from the head alone.
-        if "transfer-encoding" in headers:
-            self._refuse(conn, "bad_request", _json(501, "transfer-encoding not supported"))
-            return
-        length = 0
-        if lengths:
-            (raw,) = lengths if len(lengths) == 1 else ("",)
-            if _CONTENT_LENGTH.fullmatch(raw):
-                length = int(raw)
-            elif raw.isdigit() and raw.isascii():  # all digits, just too many of them
-                length = self.limits.max_body + 1
-            else:
-                self._refuse(conn, "bad_request", _json(400, "malformed Content-Length"))
-                return
-        request = Request(method, target.split("?", 1)[0], headers, b"", conn.client)
-        route = self.routes.get(request.path)
-        if route is None:
-            self._refuse(conn, "not_found", _json(404, "not found"))
-            return
-        if method not in route.methods:
-            self._refuse(conn, "method_not_allowed", _json(405, "method not allowed"))
-            return
-        if route.authorize is not None and not route.authorize(request):
-            self._refuse(conn, "forbidden", _json(403, "missing or wrong token"))
-            return
-        if length > self.limits.max_body:
-            self._refuse(conn, "body_too_large", _json(413, "request body too large"))
-            return
-        if len(conn.buf) < end + 4 + length:
-            return  # the (small) body is on its way; the request's deadline still runs
-        body = bytes(conn.buf[end + 4 : end + 4 + length])
-        del conn.buf[: end + 4 + length]
-        connection = headers.get("connection", "").lower()
-        keep = version == "HTTP/1.1" and "close" not in connection
-        request = Request(method, request.path, headers, body, conn.client)
-        self._dispatch(conn, route, request, keep)
+        del conn.buf[: decided.size]
+        self._dispatch(conn, decided.route, decided.request, decided.keep_alive)
 
     def _dispatch(self, conn: _Conn, route: Route, request: Request, keep: bool) -> None:
         if route.lane == "inline":
@@ -432,7 +263,7 @@ class BoundedHTTPServer:
 
         if not self._pools[route.lane].submit(work):
             conn.state = "reading"
-            self._refuse(conn, "busy", _json(503, "busy"))
+            self._refuse(conn, "busy", error_response(503, "busy"))
 
     def _call(self, route: Route, request: Request) -> Response:
         try:
@@ -440,7 +271,7 @@ class BoundedHTTPServer:
         except Exception as exc:  # noqa: BLE001 - answered as a 500 / the connection closed
             self.refusals.note("internal_error")
             log.error("http_handler_failed", path=request.path, error=repr(exc))
-            return _json(500, type(exc).__name__)
+            return error_response(500, type(exc).__name__)
 
     def _finish_done(self) -> None:
         while not self._done.empty():
@@ -465,7 +296,7 @@ class BoundedHTTPServer:
 
     def _respond(self, conn: _Conn, response: Response, keep: bool) -> None:
         head = (
-            f"HTTP/1.1 {response.status} {_reason(response.status)}\r\n"
+            f"HTTP/1.1 {response.status} {reason_phrase(response.status)}\r\n"
             f"Content-Type: {response.content_type}\r\n"
             f"Content-Length: {len(response.body)}\r\n"
             f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n"
