@@ -17,7 +17,8 @@ Running out of time is raised one way only: :meth:`agent.deadline.Deadline.left_
 :class:`DeadlineExceeded`, for an HTTP call (through :func:`agent.httpcall.bounded`) or any
 other read. It is never a registry, signal or shutdown failure: it says nothing about whether
 the other side answers, so it is not retried, a drain that runs into it does not report a
-missing signal, and a registry loop over several servers treats it like a failed server.
+missing signal, and the Eureka adapter, which writes server by server, counts it as that
+server's failure and keeps what the others did.
 
 Only :class:`RegistryUnavailable` is transient (:mod:`agent.retrying`); every registry error
 fails open (the sequence drains and stops the app anyway).

@@ -269,13 +269,7 @@ class NacosRegistry:
             after = None
         else:
             self._check_fields(before, after)
-        return TakeOut(
-            before=before,
-            after=after,
-            server_version=server.version,
-            method=method,
-            already_out=already,
-        )
+        return TakeOut(before, after, server.version, method, already_out=already)
 
     def _read_back_lost_write(
         self,
@@ -301,12 +295,7 @@ class NacosRegistry:
         log.warning("registry_write_unconfirmed", method=method, enabled=enabled)
         self._check_fields(before, after)
         return TakeOut(
-            before=before,
-            after=after,
-            server_version=server.version,
-            method=method,
-            already_out=already,
-            write_unconfirmed=True,
+            before, after, server.version, method, already_out=already, write_unconfirmed=True
         )
 
     def _check_fields(self, before: InstanceState, after: InstanceState | None) -> None:
