@@ -18,8 +18,9 @@ from agent.config import REGISTRIES, Config, seconds_default
 from agent.consumers import ConsumerTracker
 from agent.deadline import Deadline
 from agent.drain.policy import adaptive_window
-from agent.drain.signals import SignalUnavailable, TrafficSignal
-from agent.exceptions import AgentError, AuthError
+from agent.drain.signals import READ_FAILURES, TrafficSignal
+from agent.exceptions import AgentError, AuthError, json_of
+from agent.httpcall import send
 from agent.registry import InstanceState
 
 Level = Literal["ok", "warn", "fail"]
@@ -214,28 +215,22 @@ def app_findings(
     out: list[Finding] = []
     health = config.actuator_url + "/health"
     try:
-        r = http.get(health, timeout=deadline.timeout(config.http_timeout))
+        r = send(http, "GET", health, deadline, config.http_timeout, AgentError)
         if r.status_code == 200:
             out.append(Finding("actuator", "ok", f"GET {health} -> 200"))
         else:
             out.append(
                 Finding("actuator", "fail", f"GET {health} -> HTTP {r.status_code}; is it up?")
             )
-    except httpx.HTTPError as exc:
-        out.append(
-            Finding(
-                "actuator",
-                "fail",
-                f"GET {health} failed ({type(exc).__name__}); check --actuator-url and --port",
-            )
-        )
+    except AgentError as exc:
+        out.append(Finding("actuator", "fail", f"{exc}; check --actuator-url and --port"))
     out.append(_shutdown_finding(config, http, deadline, find_pids))
     answered, missing = [], []
     for signal in signals:
         try:
             signal.read(deadline)
             answered.append(signal.name)
-        except SignalUnavailable as exc:
+        except READ_FAILURES as exc:
             missing.append(f"{signal.name}: {exc}")
     if not answered:
         out.append(
@@ -284,9 +279,9 @@ def _shutdown_finding(
         )
     # Spring Boot lists the exposed endpoints on the actuator root ("_links").
     try:
-        r = http.get(config.actuator_url, timeout=deadline.timeout(config.http_timeout))
-        links = r.json().get("_links", {}) if r.status_code == 200 else {}
-    except (httpx.HTTPError, ValueError, AttributeError):
+        r = send(http, "GET", config.actuator_url, deadline, config.http_timeout, AgentError)
+        links = json_of(r).get("_links", {}) if r.status_code == 200 else {}
+    except (AgentError, ValueError, AttributeError):
         links = None
     if links is None:
         return Finding(

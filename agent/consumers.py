@@ -35,7 +35,8 @@ import httpx
 
 from agent.addresses import same_ip
 from agent.deadline import Clock, Deadline
-from agent.exceptions import AgentError
+from agent.exceptions import AgentError, DeadlineExceeded, json_of
+from agent.httpcall import send
 from agent.logs import get_logger
 
 log = get_logger()
@@ -92,7 +93,6 @@ class _Consumer:
     reason: str = ""  # why unconfirmed, or the last passing error
     errors: int = 0
     let_go_after: float | None = None
-    cache_managers: tuple[str, ...] = ()
 
 
 class _Unconfirmed(Exception):
@@ -216,13 +216,14 @@ class ConsumerTracker:
             c.state, c.reason = "unconfirmed", str(exc)
             log.warning("consumer_unconfirmed", consumer=c.name, reason=c.reason, agent=c.agent)
             return
-        except _Passing as exc:
+        except (_Passing, DeadlineExceeded) as exc:
+            # Out of time is no news about the consumer: it stays holding, as for a timeout.
             c.errors += 1
             if c.errors == 1 or str(exc) != c.reason:
                 log.info("consumer_unreachable", consumer=c.name, error=str(exc))
             c.reason = str(exc)
             return
-        c.state, c.reason, c.cache_managers = "let_go", "", tuple(managers)
+        c.state, c.reason = "let_go", ""
         c.let_go_after = self.clock.now() - (self._started or self.clock.now())
         log.info(
             "consumer_let_go",
@@ -244,7 +245,7 @@ class ConsumerTracker:
         if response.status_code != 200:
             raise _Passing(f"{what}: HTTP {response.status_code}")
         try:
-            return response.json()
+            return json_of(response)
         except ValueError:
             raise _Passing(f"{what}: not JSON") from None
 
@@ -293,15 +294,16 @@ class ConsumerTracker:
 
     def _call(self, method: str, c: _Consumer, path: str, deadline: Deadline) -> httpx.Response:
         assert c.base is not None
-        try:
-            return self.http.request(
-                method,
-                c.base + path,
-                auth=self.settings.auth,
-                timeout=deadline.timeout(self._call_timeout()),
-            )
-        except httpx.HTTPError as exc:
-            raise _Passing(type(exc).__name__) from None
+        return send(
+            self.http,
+            method,
+            c.base + path,
+            deadline,
+            self._call_timeout(),
+            _Passing,
+            what=path.partition("?")[0].lstrip("/"),
+            auth=self.settings.auth,
+        )
 
     def _call_timeout(self) -> float:
         return min(self.http_timeout, CALL_TIMEOUT)
@@ -357,7 +359,7 @@ class ConsumerTracker:
             if view is None:
                 raise _Unconfirmed("its nacosdiscovery view does not list the service's hosts")
             self._cache_managers(c, deadline)
-        except (_Unconfirmed, _Passing) as exc:
+        except (_Unconfirmed, _Passing, DeadlineExceeded) as exc:
             return (c.name, "warn", f"{exc}; the drain will fall back to its quiet window")
         agent = f" ({c.agent})" if c.agent else ""
         return (c.name, "ok", f"reachable{agent}, view readable, load-balancer cache exposed")

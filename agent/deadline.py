@@ -2,14 +2,21 @@
 
 Kubernetes starts the grace-period countdown before the preStop hook runs, so every wait and
 every HTTP call in the agent takes its timeout from a single Deadline built from ``--budget``.
-No I/O here.
+No I/O here. :meth:`Deadline.left_for` is the one place that says "no time left".
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Protocol
+
+from agent.exceptions import DeadlineExceeded
+
+# Less than this is no time for a call: httpx would time out at once, and the failure would
+# look like the other side's.
+MIN_CALL = 0.01
 
 
 class Clock(Protocol):
@@ -45,12 +52,17 @@ class Deadline:
     def remaining(self) -> float:
         return max(0.0, self.at - self.clock.now())
 
-    def expired(self) -> bool:
-        return self.remaining() <= 0.0
-
     def timeout(self, cap: float) -> float:
         """The timeout for one operation: at most ``cap``, never past the deadline."""
         return min(cap, self.remaining())
+
+    def left_for(self, what: str, cap: float = math.inf) -> float:
+        """The timeout for one call or read, at most ``cap``; :class:`DeadlineExceeded` when
+        (almost) nothing is left, so the caller's error tree is not blamed for the clock."""
+        timeout = self.timeout(cap)
+        if timeout <= MIN_CALL:
+            raise DeadlineExceeded(f"no time left for {what}")
+        return timeout
 
     def sub(self, seconds: float) -> Deadline:
         """A nested deadline that ends ``seconds`` from now or with this one, whichever is first."""

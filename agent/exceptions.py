@@ -4,17 +4,29 @@
 
     AgentError
     ├── ConfigError               bad flag or env value; exit 2, nothing touched
-    ├── DeadlineExceeded          the budget ran out before a step could finish
+    ├── DeadlineExceeded          no time left for a call or a wait (Deadline.left_for)
     ├── RegistryError             anything the registry step can fail with (fail open)
     │   ├── RegistryUnavailable   transport error, 5xx or 503 on every address (transient: retried)
     │   ├── AuthError             login refused or a token not accepted after a re-login
     │   ├── InstanceNotFound      our ip:port is not registered: nothing is written
     │   └── RegistryRejected      a 4xx we did not expect (the message says which call)
+    ├── SignalUnavailable         a traffic signal could not be read this time
     └── ShutdownError             the app could not be asked to stop
+
+Running out of time is raised one way only: :meth:`agent.deadline.Deadline.left_for` raises
+:class:`DeadlineExceeded`, for an HTTP call (through :func:`agent.httpcall.bounded`) or any
+other read. It is never a registry, signal or shutdown failure: it says nothing about whether
+the other side answers, so it is not retried, a drain that runs into it does not report a
+missing signal, and the Eureka adapter, which writes server by server, counts it as that
+server's failure and keeps what the others did.
+
+Only :class:`RegistryUnavailable` is transient (:mod:`agent.retrying`); every registry error
+fails open (the sequence drains and stops the app anyway).
 
 Server answers are parsed into typed values at the edge: :data:`HTTP_FAILURES` is everything a
 request can raise before an answer is usable (transport, bad gzip, an address whose host fails
-IDNA encoding), and :func:`json_of` turns any unreadable body into a ``ValueError``.
+IDNA encoding), :func:`agent.httpcall.bounded` turns those into the caller's error, and
+:func:`json_of` turns any unreadable body into a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -48,7 +60,7 @@ class ConfigError(AgentError):
 
 
 class DeadlineExceeded(AgentError):
-    """The budget ran out."""
+    """The deadline leaves no time for the next call or read (raised by ``Deadline.left_for``)."""
 
 
 class RegistryError(AgentError):
@@ -74,6 +86,10 @@ class InstanceNotFound(RegistryError):
 
 class RegistryRejected(RegistryError):
     """The registry answered a request with an unexpected client error."""
+
+
+class SignalUnavailable(AgentError):
+    """A traffic signal could not be read this time (the drain falls back, never fails)."""
 
 
 class ShutdownError(AgentError):

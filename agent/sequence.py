@@ -33,7 +33,7 @@ from agent.deadline import Clock, Deadline
 from agent.drain.policy import DrainConfig
 from agent.drain.signals import TrafficSignal
 from agent.drain.waiter import take_sample, wait_for_drain
-from agent.exceptions import AgentError, InstanceNotFound, ShutdownError
+from agent.exceptions import AgentError, DeadlineExceeded, InstanceNotFound, ShutdownError
 from agent.logs import get_logger, json_safe, redact
 from agent.registry import TakeOut
 from agent.retrying import call_with_retries
@@ -264,7 +264,7 @@ def _shut_down(deps: Deps, deadline: Deadline, p: Phase, clock: Clock) -> bool:
     """Trigger the app's shutdown; True once the action saw it stopped."""
     try:
         triggered = deps.action.trigger(deadline)
-    except ShutdownError as exc:
+    except (ShutdownError, DeadlineExceeded) as exc:
         p.outcome, p.detail["error"] = "failed", describe_error(exc)
         log.error("app_shutdown_failed", error=describe_error(exc))
         return False

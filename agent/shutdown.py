@@ -18,7 +18,8 @@ from typing import Protocol
 import httpx
 
 from agent.deadline import Clock, Deadline
-from agent.exceptions import HTTP_FAILURES, ShutdownError
+from agent.exceptions import ShutdownError
+from agent.httpcall import bounded
 from agent.logs import get_logger
 
 log = get_logger()
@@ -95,19 +96,15 @@ class ActuatorShutdown(_ConfirmedByPort):
         self._http_timeout = http_timeout
 
     def trigger(self, deadline: Deadline) -> Triggered:
-        timeout = deadline.timeout(self._http_timeout)
-        if timeout <= 0.01:
-            raise ShutdownError("no time left to call the shutdown endpoint")
-        try:
-            # Only the status line matters: the body is never read, so a broken one (bad gzip,
-            # garbage) cannot turn a delivered shutdown request into an error.
-            with self._http.stream("POST", self.url, timeout=timeout) as response:
-                status = response.status_code
-        except httpx.ConnectError:
-            # Nothing listens any more: the app is already down (hooks can run twice).
-            return Triggered("actuator", "connection refused: already stopped")
-        except HTTP_FAILURES as exc:
-            raise ShutdownError(f"POST {self.url} failed: {type(exc).__name__}") from None
+        with bounded(deadline, self._http_timeout, f"POST {self.url}", ShutdownError) as t:
+            try:
+                # Only the status line matters: the body is never read, so a broken one (bad
+                # gzip, garbage) cannot turn a delivered shutdown request into an error.
+                with self._http.stream("POST", self.url, timeout=t) as response:
+                    status = response.status_code
+            except httpx.ConnectError:
+                # Nothing listens any more: the app is already down (hooks can run twice).
+                return Triggered("actuator", "connection refused: already stopped")
         if status == 404:
             raise ShutdownError(
                 f"POST {self.url} -> 404: enable it with management.endpoint.shutdown.enabled="

@@ -25,13 +25,13 @@ from agent.deadline import Deadline, SystemClock
 from agent.drain.policy import DrainConfig
 from agent.drain.signals import (
     FirstAvailable,
-    NoTimeLeft,
     Reading,
     SignalUnavailable,
     TrafficSignal,
 )
 from agent.drain.sockdiag import TCP_LISTEN, CombinedSignal, Conn, KernelSocketSignal
 from agent.drain.waiter import wait_for_drain
+from agent.exceptions import DeadlineExceeded
 from agent.sequence import Deps, Plan, run_drain
 from tests.fakes import FakeAction, FakeClock, FakeRegistry
 
@@ -150,11 +150,11 @@ def test_check_and_drain_agree_on_a_real_socket_table(listening_port: int) -> No
 def test_no_time_left_is_its_own_error() -> None:
     expired = Deadline(SystemClock(), 0.0)
     kernel = KernelSocketSignal(8080, list_sockets=list, own_inodes=set)
-    with pytest.raises(NoTimeLeft):
+    with pytest.raises(DeadlineExceeded):
         kernel.read(expired)
-    with pytest.raises(NoTimeLeft):
+    with pytest.raises(DeadlineExceeded):
         CombinedSignal([kernel, kernel]).read(expired)
-    with pytest.raises(NoTimeLeft):
+    with pytest.raises(DeadlineExceeded):
         FirstAvailable([kernel]).read(expired)
 
 
@@ -167,7 +167,7 @@ def test_combined_error_names_each_reason() -> None:
 
     with pytest.raises(SignalUnavailable) as err:
         CombinedSignal([Down()]).read(dl())
-    assert not isinstance(err.value, NoTimeLeft)
+    assert not isinstance(err.value, DeadlineExceeded)
     assert "down: HTTP 404 from /actuator/prometheus" in str(err.value)
 
 
@@ -182,7 +182,7 @@ class DeadlineAware:
     def read(self, deadline: Deadline) -> Reading:
         if deadline.remaining() <= 0.01:
             self.refused += 1
-            raise NoTimeLeft("no time left")
+            deadline.left_for("a read")
         return Reading(requests=0.0, in_flight=0.0)
 
 

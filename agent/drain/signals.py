@@ -11,12 +11,13 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import httpx
 
 from agent.deadline import Deadline
-from agent.exceptions import HTTP_FAILURES, json_of
+from agent.exceptions import DeadlineExceeded, SignalUnavailable, json_of
+from agent.httpcall import bounded, send
 
 REQUESTS_COUNT = "http_server_requests_seconds_count"
 ACTIVE_COUNT = "http_server_requests_active_seconds_active_count"
@@ -29,12 +30,12 @@ BUSY_THREADS = "tomcat_threads_busy_threads"
 _SELF_SCRAPE = 1.0
 
 
-class SignalUnavailable(Exception):
-    """The signal could not be read this time."""
+# Why a read gave no reading: the signal failed, or the deadline left no time to ask it.
+ReadFailure: TypeAlias = SignalUnavailable | DeadlineExceeded
+READ_FAILURES: tuple[type[ReadFailure], ...] = (SignalUnavailable, DeadlineExceeded)
 
-
-class NoTimeLeft(SignalUnavailable):
-    """The deadline left no time to read: says nothing about whether the signal answers."""
+# SignalUnavailable is re-exported: the signals' callers import it from here.
+__all__ = ["READ_FAILURES", "ReadFailure", "SignalUnavailable"]
 
 
 @dataclass(frozen=True)
@@ -142,19 +143,11 @@ class PrometheusSignal:
         self._names = {"requests_metric": requests_metric, "active_metric": active_metric}
 
     def read(self, deadline: Deadline) -> Reading:
-        timeout = deadline.timeout(self._http_timeout)
-        if timeout <= 0.01:
-            raise NoTimeLeft("no time left")
-        try:
-            response = self._http.get(self.url, timeout=timeout)
-            if response.status_code != 200:
-                raise SignalUnavailable(f"HTTP {response.status_code} from {self.url}")
-            text = response.text
-        except HTTP_FAILURES as exc:
-            # Transport errors, a bad gzip body, a host that fails IDNA encoding.
-            raise SignalUnavailable(f"{type(exc).__name__} reading {self.url}") from None
-        except LookupError:
-            raise SignalUnavailable(f"unknown charset from {self.url}") from None
+        with bounded(deadline, self._http_timeout, f"reading {self.url}", SignalUnavailable) as t:
+            response = self._http.get(self.url, timeout=t)
+            text = response.text if response.status_code == 200 else ""
+        if response.status_code != 200:
+            raise SignalUnavailable(f"HTTP {response.status_code} from {self.url}")
         return reading_from_prometheus(text, **self._names)
 
 
@@ -171,21 +164,24 @@ class ActuatorMetricsSignal:
         self._http_timeout = http_timeout
 
     def _get(self, metric: str, deadline: Deadline, tag: str | None = None) -> dict[str, object]:
-        timeout = deadline.timeout(self._http_timeout)
-        if timeout <= 0.01:
-            raise NoTimeLeft("no time left")
         params = {"tag": tag} if tag else None
-        try:
-            response = self._http.get(self.base + metric, params=params, timeout=timeout)
-        except HTTP_FAILURES as exc:
-            # Transport errors, a bad gzip body, a host that fails IDNA encoding.
-            raise SignalUnavailable(f"{type(exc).__name__} reading {self.base}{metric}") from None
+        url = self.base + metric
+        response = send(
+            self._http,
+            "GET",
+            url,
+            deadline,
+            self._http_timeout,
+            SignalUnavailable,
+            what=f"reading {url}",
+            params=params,
+        )
         if response.status_code != 200:
-            raise SignalUnavailable(f"HTTP {response.status_code} from {self.base}{metric}")
+            raise SignalUnavailable(f"HTTP {response.status_code} from {url}")
         try:
             body = json_of(response)
         except ValueError as exc:
-            raise SignalUnavailable(f"{self.base}{metric} answered {exc}") from None
+            raise SignalUnavailable(f"{url} answered {exc}") from None
         return body if isinstance(body, dict) else {}
 
     @staticmethod
@@ -242,10 +238,10 @@ class FirstAvailable:
         for signal in self.signals:
             try:
                 reading = signal.read(deadline)
-            except SignalUnavailable as exc:
+            except READ_FAILURES as exc:
                 errors.append(f"{signal.name}: {exc}")
-                out_of_time = out_of_time and isinstance(exc, NoTimeLeft)
+                out_of_time = out_of_time and isinstance(exc, DeadlineExceeded)
                 continue
             self.chosen, self.name = signal, signal.name
             return reading
-        raise (NoTimeLeft if out_of_time else SignalUnavailable)("; ".join(errors))
+        raise (DeadlineExceeded if out_of_time else SignalUnavailable)("; ".join(errors))

@@ -25,7 +25,8 @@ from typing import Any
 
 from agent.addresses import plain_address
 from agent.deadline import Deadline
-from agent.drain.signals import NoTimeLeft, Reading, SignalUnavailable
+from agent.drain.signals import READ_FAILURES, ReadFailure, Reading
+from agent.exceptions import DeadlineExceeded, SignalUnavailable
 
 TCP_ESTABLISHED = 1
 TCP_LISTEN = 10
@@ -137,8 +138,7 @@ class KernelSocketSignal:
         self._arrivals = 0
 
     def read(self, deadline: Deadline) -> Reading:
-        if deadline.remaining() <= 0.01:
-            raise NoTimeLeft("no time left")
+        deadline.left_for("reading the socket table")
         table = list(self._list())
         conns = [c for c in table if c.state == TCP_ESTABLISHED]
         if self.require_port and not any(c.local_port == self.port for c in table):
@@ -191,18 +191,18 @@ class CombinedSignal:
 
     def read(self, deadline: Deadline) -> Reading:
         fresh = 0
-        errors: list[SignalUnavailable] = []
+        errors: list[ReadFailure] = []
         for i, signal in enumerate(self.signals):
             try:
                 self._last[i] = signal.read(deadline)
                 fresh += 1
-            except SignalUnavailable as exc:
+            except READ_FAILURES as exc:
                 errors.append(exc)
                 continue
         if fresh == 0:
             why = "; ".join(f"{s.name}: {e}" for s, e in zip(self.signals, errors, strict=True))
-            if all(isinstance(e, NoTimeLeft) for e in errors):
-                raise NoTimeLeft(why)
+            if all(isinstance(e, DeadlineExceeded) for e in errors):
+                raise DeadlineExceeded(why)
             raise SignalUnavailable(f"no signal answered ({why})")
         readings = list(self._last.values())
         counts = [r.requests for r in readings if r.requests is not None]

@@ -19,7 +19,8 @@ from agent.drain.policy import (
     observe,
     quiet_window,
 )
-from agent.drain.signals import NoTimeLeft, SignalUnavailable, TrafficSignal
+from agent.drain.signals import READ_FAILURES, ReadFailure, SignalUnavailable, TrafficSignal
+from agent.exceptions import DeadlineExceeded
 from agent.logs import get_logger
 
 log = get_logger()
@@ -57,11 +58,11 @@ def take_sample(
     signal: TrafficSignal | None,
     deadline: Deadline,
     clock: Clock,
-    on_error: Callable[[SignalUnavailable], None] | None = None,
+    on_error: Callable[[ReadFailure], None] | None = None,
 ) -> Sample | None:
     """One reading, stamped when it was asked for; None when there is no signal or it failed.
 
-    Any error while sampling (not only :class:`SignalUnavailable`) counts as a failed sample:
+    Any error while sampling (not only the :data:`READ_FAILURES`) counts as a failed sample:
     the drain then falls back the way it does for an unreadable signal. Values that are not
     finite numbers are dropped.
     """
@@ -71,7 +72,7 @@ def take_sample(
     try:
         reading = signal.read(deadline)
         sample = Sample(at, _finite(reading.requests), _finite(reading.in_flight))
-    except SignalUnavailable as exc:
+    except READ_FAILURES as exc:
         if on_error is not None:
             on_error(exc)
         return None
@@ -160,8 +161,8 @@ def wait_for_drain(
     warned: list[bool] = []  # warn about an unreadable signal once per drain
     contradiction_logged = False
 
-    def failed(exc: SignalUnavailable) -> None:
-        if not warned and signal is not None and not isinstance(exc, NoTimeLeft):
+    def failed(exc: ReadFailure) -> None:
+        if not warned and signal is not None and not isinstance(exc, DeadlineExceeded):
             log.warning("drain_signal_unavailable", signal=signal.name, error=str(exc))
             warned.append(True)
 

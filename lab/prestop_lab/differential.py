@@ -8,8 +8,8 @@ Each sequence is data (:class:`Call` rows). :func:`run_sequence` sends it to a :
 * ``kind``: the body kind (``json``, ``xml``, ``text``, ``empty``) must be equal;
 * ``until``: a polled condition (the real servers apply writes asynchronously) must be met on
   both within the call's bound;
-* ``read <path>``: every field the agent reads (``agent/registry/nacos.py``,
-  ``agent/registry/eureka.py``) must be present with the same JSON type on both;
+* ``read <path>``: every field the agent reads (``agent/registry/nacos/``,
+  ``agent/registry/eureka/``) must be present with the same JSON type on both;
 * ``value <path>``: the fields whose values matter must be equal;
 * ``text <s>``: a substring the agent matches on must be in both bodies or in neither;
 * ``keys <path>``: other keys present on one side only; shown, never a failure.
@@ -215,7 +215,7 @@ def _login(flavour: str) -> list[Call]:
         ),
     ]
     if flavour == "3.x":
-        # The agent logs in on 3.x with the v3 path first (agent/registry/nacos.py _login).
+        # The agent logs in on 3.x with the v3 path first (agent/registry/nacos/http.py _login).
         v3 = "/v3/auth/user/login"
         calls[1:1] = [
             Call(
@@ -838,7 +838,7 @@ def _auth_headers(target: Target, call: Call, registry: Registry) -> dict[str, s
         token = target.expired_token(target)
     else:
         token = target.token()
-    # As the agent sends it (agent/registry/nacos.py _auth_headers).
+    # As the agent sends it (agent/registry/nacos/http.py _auth_headers).
     return {"Authorization": f"Bearer {token}", "accessToken": token}
 
 

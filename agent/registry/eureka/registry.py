@@ -1,22 +1,10 @@
-"""Eureka: take the instance ``OUT_OF_SERVICE`` on every server, confirm, cancel after stop.
+"""The Eureka adapter: take the instance ``OUT_OF_SERVICE`` on every server, confirm, cancel.
 
-Follows the agent recommendations of ``docs/eureka.md`` (what the agent does); comments
-cite Netflix/eureka (``NE v2.0.6:<file>``) where a step depends on a server behaviour.
-
-* Every server gets the write directly: a status update that a peer misses is not repaired by
-  replicated heartbeats, so relying on replication can leave the instance UP somewhere.
-* The lease is never cancelled while the app runs (its next heartbeat would re-register it UP
-  and the cancel would have erased the override); :meth:`EurekaRegistry.after_stop` cancels
-  once the app's port is closed.
-* Always ``Accept: application/json`` (without it the server answers XML); readers accept a
-  one-element list or a bare object, both spellings of ``overriddenStatus``, and numbers as
-  strings.
+The steps and why are in the package's docstring (:mod:`agent.registry.eureka`).
 """
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -26,8 +14,8 @@ from agent.addresses import same_ip
 from agent.config import EurekaServer, EurekaSettings
 from agent.deadline import Clock, Deadline
 from agent.exceptions import (
-    HTTP_FAILURES,
-    AuthError,
+    AgentError,
+    DeadlineExceeded,
     InstanceNotFound,
     RegistryError,
     RegistryRejected,
@@ -36,75 +24,23 @@ from agent.exceptions import (
 )
 from agent.logs import get_logger
 from agent.registry import InstanceState, TakeOut
+from agent.registry.eureka.answers import (
+    OUT_OF_SERVICE,
+    UP,
+    back_up,
+    instance_state,
+    instances_in,
+    last_entry,
+    overridden,
+    port_of,
+)
+from agent.registry.eureka.http import EurekaHttp
 
 log = get_logger()
 
-OUT_OF_SERVICE = "OUT_OF_SERVICE"
-UP = "UP"
-
-
-def as_list(value: Any) -> list[Any]:
-    """Jackson writes arrays; XStream-era servers write a single object.
-
-    See docs/eureka.md#lists-array-or-single-object.
-    """
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def port_of(value: Any) -> int | None:
-    """``{"$": 8080, "@enabled": "true"}``, or a bare number or string."""
-    if isinstance(value, dict):
-        value = value.get("$")
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return None
-
-
-def overridden(instance: dict[str, Any]) -> str | None:
-    value = instance.get("overriddenStatus", instance.get("overriddenstatus"))
-    return None if value in (None, "", "UNKNOWN") else str(value)
-
-
-def metadata_of(instance: dict[str, Any]) -> dict[str, str]:
-    raw = instance.get("metadata")
-    if not isinstance(raw, dict):
-        return {}
-    return {str(k): str(v) for k, v in raw.items() if k != "@class"}
-
-
-def instances_in(body: Any, app: str | None = None) -> list[dict[str, Any]]:
-    """Instances from an ``applications`` or ``application`` envelope (JSON)."""
-    if not isinstance(body, dict):
-        return []
-    if "applications" in body:
-        applications = body["applications"]
-        # A malformed envelope (``{"applications": [1]}``) lists nothing.
-        apps = as_list(applications.get("application")) if isinstance(applications, dict) else []
-    else:
-        apps = [body.get("application")]
-    out: list[dict[str, Any]] = []
-    for entry in apps:
-        if not isinstance(entry, dict):
-            continue
-        if app is not None and str(entry.get("name", "")).upper() != app:
-            continue
-        out += [i for i in as_list(entry.get("instance")) if isinstance(i, dict)]
-    return out
-
-
-def _back_up(instance: dict[str, Any]) -> bool:
-    """In service with no override of ours left: what ``put_back`` leaves."""
-    return str(instance.get("status")) == UP and overridden(instance) is None
-
-
-@dataclass
-class ServerResult:
-    server: str
-    ok: bool
-    detail: str
+# What ends the work on one server while the others may still do: a registry error, or no time
+# left to ask it (the servers already done stay done).
+SERVER_FAILED: tuple[type[AgentError], ...] = (RegistryError, DeadlineExceeded)
 
 
 class EurekaRegistry:
@@ -122,83 +58,12 @@ class EurekaRegistry:
         http_timeout: float = 3.0,
     ) -> None:
         self._s = settings
-        self._http = http
-        self._clock = clock
-        self._http_timeout = http_timeout
+        self._api = EurekaHttp(http, settings.app, http_timeout=http_timeout)
         self._id: str | None = None
         self._accepted: list[EurekaServer] = []  # servers that took the instance out
         # Server -> the status our last write there aimed at, when its answer was lost: finding
         # the instance in that status later is our own doing, not "already".
         self._unanswered: dict[str, str] = {}
-
-    # --- transport ---
-
-    def _headers(self, server: EurekaServer) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if server.username is not None:
-            raw = f"{server.username}:{server.password or ''}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
-        return headers
-
-    def _call(
-        self,
-        server: EurekaServer,
-        method: str,
-        path: str,
-        deadline: Deadline,
-        params: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        timeout = deadline.timeout(self._http_timeout)
-        if timeout <= 0.01:
-            raise RegistryUnavailable(f"no time left for {method} {path}")
-        try:
-            response = self._http.request(
-                method,
-                server.base_url + path,
-                params=params,
-                headers=self._headers(server),
-                timeout=timeout,
-            )
-        except HTTP_FAILURES as exc:
-            # Transport errors, a bad gzip body, a host that fails IDNA encoding.
-            raise RegistryUnavailable(f"{method} {server}{path}: {type(exc).__name__}") from None
-        if response.status_code == 401:
-            raise AuthError(
-                f"{method} {server}{path} -> 401: credentials refused; put user:password@ in "
-                "the service URL (EUREKA_CLIENT_SERVICEURL_DEFAULTZONE)"
-            )
-        if response.status_code == 403 and method != "GET":
-            # Spring Security's CSRF protection left on for /eureka/**: reads work, writes 403.
-            raise AuthError(
-                f"{method} {server}{path} -> 403: writes forbidden (CSRF not disabled for "
-                "/eureka/** on the server, or the user may not write)"
-            )
-        if response.status_code >= 500 and not (method == "PUT" and path.endswith("/status")):
-            raise RegistryUnavailable(f"{method} {server}{path} -> HTTP {response.status_code}")
-        return response
-
-    def _instance_path(self, instance_id: str) -> str:
-        return f"apps/{quote(self._s.app, safe='')}/{quote(instance_id, safe='')}"
-
-    def _live(
-        self, server: EurekaServer, instance_id: str, deadline: Deadline
-    ) -> dict[str, Any] | None:
-        """The live (uncached) record: ``GET apps/{APP}/{id}``; None on 404."""
-        r = self._call(server, "GET", self._instance_path(instance_id), deadline)
-        if r.status_code == 404:
-            return None
-        if r.status_code != 200:
-            raise RegistryRejected(
-                f"GET {server}{self._instance_path(instance_id)} -> {r.status_code}"
-            )
-        try:
-            body = json_of(r)
-        except ValueError as exc:
-            raise RegistryRejected(
-                f"GET {server}{self._instance_path(instance_id)}: {exc}"
-            ) from None
-        instance = body.get("instance") if isinstance(body, dict) else None
-        return instance if isinstance(instance, dict) else None
 
     # --- identity ---
 
@@ -207,7 +72,7 @@ class EurekaRegistry:
         if s.instance_id:
             return [s.instance_id]
         found: list[str] = []
-        r = self._call(server, "GET", f"apps/{quote(s.app, safe='')}", deadline)
+        r = self._api.call(server, "GET", f"apps/{quote(s.app, safe='')}", deadline)
         if r.status_code == 200:
             try:
                 body = json_of(r)
@@ -228,16 +93,16 @@ class EurekaRegistry:
         """Our instance id, confirmed with a live GET on some server; never guessed."""
         if self._id is not None:
             return self._id
-        errors: list[RegistryError] = []
+        errors: list[AgentError] = []
         for server in self._s.servers:
             try:
                 for candidate in self._candidates(server, deadline):
-                    instance = self._live(server, candidate, deadline)
+                    instance = self._api.live(server, candidate, deadline)
                     if instance is not None and self._is_us(instance, candidate):
                         self._id = candidate
                         log.info("eureka_instance_found", instance_id=candidate, server=str(server))
                         return candidate
-            except RegistryError as exc:
+            except SERVER_FAILED as exc:
                 errors.append(exc)
         if errors and len(errors) == len(self._s.servers):
             raise errors[0]
@@ -260,15 +125,15 @@ class EurekaRegistry:
 
     def connect(self, deadline: Deadline) -> str:
         results: list[str] = []
-        errors: list[RegistryError] = []
+        errors: list[AgentError] = []
         for server in self._s.servers:
             try:
-                r = self._call(server, "GET", f"apps/{quote(self._s.app, safe='')}", deadline)
+                r = self._api.call(server, "GET", f"apps/{quote(self._s.app, safe='')}", deadline)
                 if r.status_code in (200, 404):
                     results.append(f"{server} ok")
                 else:
                     results.append(f"{server} HTTP {r.status_code}")
-            except RegistryError as exc:
+            except SERVER_FAILED as exc:
                 errors.append(exc)
                 results.append(f"{server} {type(exc).__name__}")
         if len(errors) == len(self._s.servers):
@@ -282,24 +147,12 @@ class EurekaRegistry:
             return None
         for server in self._s.servers:
             try:
-                instance = self._live(server, instance_id, deadline)
-            except RegistryError:
+                instance = self._api.live(server, instance_id, deadline)
+            except SERVER_FAILED:
                 continue
             if instance is not None:
-                return self._state(instance)
+                return instance_state(instance, self._s.ip, self._s.port)
         return None
-
-    def _state(self, instance: dict[str, Any]) -> InstanceState:
-        status = str(instance.get("status", ""))
-        return InstanceState(
-            ip=str(instance.get("ipAddr", self._s.ip)),
-            port=port_of(instance.get("port")) or self._s.port,
-            cluster="",
-            weight=1.0,
-            metadata=metadata_of(instance),
-            enabled=status == UP,
-            healthy=None,
-        )
 
     def take_out(self, deadline: Deadline) -> TakeOut:
         """``PUT .../status?value=OUT_OF_SERVICE`` on every server, verified on each.
@@ -308,7 +161,7 @@ class EurekaRegistry:
         read-back that verifies every write decides, and such a server counts as unconfirmed.
         """
         instance_id = self.resolve_id(deadline)
-        path = self._instance_path(instance_id) + "/status"
+        path = self._api.instance_path(instance_id) + "/status"
         before: InstanceState | None = None
         accepted: list[EurekaServer] = []
         unconfirmed: list[str] = []
@@ -316,12 +169,12 @@ class EurekaRegistry:
         already = True
         for server in self._s.servers:
             try:
-                current = self._live(server, instance_id, deadline)
+                current = self._api.live(server, instance_id, deadline)
                 if current is None:
                     # Not (yet) on this server: writing there would 404 anyway.
                     failures.append(f"{server}: not registered there")
                     continue
-                before = before or self._state(current)
+                before = before or instance_state(current, self._s.ip, self._s.port)
                 # Out because of our own earlier write whose answer was lost is not "already".
                 already = (
                     already
@@ -337,8 +190,8 @@ class EurekaRegistry:
                 else:
                     self._unanswered.pop(str(server), None)
                 try:
-                    after = self._live(server, instance_id, deadline)
-                except RegistryError as exc:
+                    after = self._api.live(server, instance_id, deadline)
+                except SERVER_FAILED as exc:
                     if lost is not None:
                         raise lost from None
                     # The PUT was answered 200, so the server applied it; only the check is lost.
@@ -361,7 +214,7 @@ class EurekaRegistry:
                         "eureka_override_not_shown", server=str(server), status=after.get("status")
                     )
                 accepted.append(server)
-            except RegistryError as exc:
+            except SERVER_FAILED as exc:
                 failures.append(f"{server}: {exc}")
                 log.warning("eureka_server_failed", server=str(server), error=str(exc))
         if not accepted:
@@ -386,7 +239,7 @@ class EurekaRegistry:
         for attempt in (1, 2):
             # Exact upper-case value, no lastDirtyTimestamp.
             # See docs/eureka.md#taking-the-instance-out.
-            r = self._call(server, "PUT", path, deadline, params={"value": OUT_OF_SERVICE})
+            r = self._api.call(server, "PUT", path, deadline, params={"value": OUT_OF_SERVICE})
             if r.status_code == 200:
                 return
             if r.status_code == 404:
@@ -406,12 +259,12 @@ class EurekaRegistry:
         instance_id = self.resolve_id(deadline)
         servers = self._accepted or list(self._s.servers)
         for server in servers:
-            r = self._call(server, "GET", "apps/delta", deadline)
+            r = self._api.call(server, "GET", "apps/delta", deadline)
             delta = r.status_code == 200
             if not delta:
                 # eureka.server.disable-delta answers 403: consumers then fetch the full
                 # registry; apps/{APP} goes through the same read-only cache.
-                r = self._call(server, "GET", f"apps/{quote(self._s.app, safe='')}", deadline)
+                r = self._api.call(server, "GET", f"apps/{quote(self._s.app, safe='')}", deadline)
                 if r.status_code == 404:
                     continue  # no instance of the app is listed at all
                 if r.status_code != 200:
@@ -420,20 +273,10 @@ class EurekaRegistry:
                 body = json_of(r)
             except ValueError:
                 return True
-            last = self._last_entry(body, instance_id)
+            last = last_entry(body, self._s.app, instance_id)
             if (last is None and delta) or (last is not None and last.get("status") == UP):
                 return True
         return False
-
-    def _last_entry(self, body: Any, instance_id: str) -> dict[str, Any] | None:
-        """Our instance as a consumer ends up with: clients apply delta entries in order, so
-        the last one wins (an entry from an older lease can still show an older status)."""
-        mine = [
-            i
-            for i in instances_in(body, self._s.app)
-            if str(i.get("instanceId") or i.get("hostName")) == instance_id
-        ]
-        return mine[-1] if mine else None
 
     def serving(self, deadline: Deadline) -> bool:
         """Readiness: consumers can fetch the instance as UP from every server.
@@ -445,14 +288,14 @@ class EurekaRegistry:
         for server in self._s.servers:
             seen_up = False
             for path in ("apps/delta", f"apps/{quote(self._s.app, safe='')}"):
-                r = self._call(server, "GET", path, deadline)
+                r = self._api.call(server, "GET", path, deadline)
                 if r.status_code != 200:
                     continue
                 try:
                     body = json_of(r)
                 except ValueError:
                     continue
-                last = self._last_entry(body, instance_id)
+                last = last_entry(body, self._s.app, instance_id)
                 if last is not None:
                     seen_up = last.get("status") == UP
                     break
@@ -469,27 +312,27 @@ class EurekaRegistry:
         See docs/eureka.md#putting-the-instance-back.
         """
         instance_id = self.resolve_id(deadline)
-        path = self._instance_path(instance_id) + "/status"
+        path = self._api.instance_path(instance_id) + "/status"
         done: list[str] = []
         unconfirmed: list[str] = []
         already = True
         before: InstanceState | None = None
         for server in self._s.servers:
             try:
-                current = self._live(server, instance_id, deadline)
+                current = self._api.live(server, instance_id, deadline)
                 if current is None:
                     continue
-                before = before or self._state(current)
-                already = already and _back_up(current) and self._unanswered.get(str(server)) != UP
+                before = before or instance_state(current, self._s.ip, self._s.port)
+                already = already and back_up(current) and self._unanswered.get(str(server)) != UP
                 try:
                     if overridden(current) is None and str(current.get("status")) == OUT_OF_SERVICE:
-                        self._call(server, "PUT", path, deadline, params={"value": UP})
-                    r = self._call(server, "DELETE", path, deadline, params={"value": UP})
+                        self._api.call(server, "PUT", path, deadline, params={"value": UP})
+                    r = self._api.call(server, "DELETE", path, deadline, params={"value": UP})
                 except RegistryUnavailable as lost:
                     # The answer was lost, maybe not the write: the live record decides.
                     self._unanswered[str(server)] = UP
-                    after = self._live(server, instance_id, deadline)
-                    if after is None or not _back_up(after):
+                    after = self._api.live(server, instance_id, deadline)
+                    if after is None or not back_up(after):
                         log.warning("eureka_write_lost", server=str(server), error=str(lost))
                         continue
                     log.warning("eureka_write_unconfirmed", server=str(server), error=str(lost))
@@ -499,7 +342,7 @@ class EurekaRegistry:
                 self._unanswered.pop(str(server), None)
                 if r.status_code == 200:
                     done.append(str(server))
-            except RegistryError as exc:
+            except SERVER_FAILED as exc:
                 log.warning("eureka_server_failed", server=str(server), error=str(exc))
         if not done or before is None:
             raise RegistryUnavailable("no Eureka server put the instance back")
@@ -520,15 +363,15 @@ class EurekaRegistry:
         """
         if self._id is None:
             return None
-        path = self._instance_path(self._id)
+        path = self._api.instance_path(self._id)
         results = []
         for server in self._s.servers:
             try:
-                r = self._call(server, "DELETE", path, deadline)
+                r = self._api.call(server, "DELETE", path, deadline)
                 results.append(
                     f"{server}: {'cancelled' if r.status_code == 200 else r.status_code}"
                 )
-            except RegistryError as exc:
+            except SERVER_FAILED as exc:
                 results.append(f"{server}: {type(exc).__name__}")
         return "; ".join(results)
 
@@ -543,8 +386,8 @@ class EurekaRegistry:
         out["registered"] = True
         for server in self._s.servers:
             try:
-                instance = self._live(server, instance_id, deadline)
-            except RegistryError as exc:
+                instance = self._api.live(server, instance_id, deadline)
+            except SERVER_FAILED as exc:
                 out["servers"][str(server)] = {"error": str(exc)}
                 continue
             out["servers"][str(server)] = (
