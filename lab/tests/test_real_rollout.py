@@ -67,8 +67,31 @@ def fixture_eureka(real_eureka: EurekaPeers) -> Iterator[LabRegistry]:
         yield lab
 
 
+def explain(result: RolloutResult) -> str:
+    """What a failed run needs to be understood: the errors per instance and kind, when they
+    happened, and each pod's timeline and take-out, confirmation and drain phases."""
+    t0 = result.started_at
+    errors: dict[tuple[str, str], list[float]] = {}
+    for r in result.records:
+        if r.outcome != "ok":
+            errors.setdefault((r.instance, r.outcome), []).append(r.start - t0)
+    lines = [
+        f"{n} x {kind} on {inst} from t={min(ts):.2f} to {max(ts):.2f} s"
+        for (inst, kind), ts in errors.items()
+        for n in [len(ts)]
+    ]
+    lines += [f"{e.pod} {e.instance} {e.kind} t={e.t:.2f}" for e in result.events]
+    for pod in result.pods:
+        phases = pod.prestop_summary.get("phases", {})
+        lines.append(
+            f"{pod.instance}: "
+            + "; ".join(f"{k}={phases.get(k)}" for k in ("take_out", "confirm", "drain"))
+        )
+    return "\n".join(lines)
+
+
 def assert_lossless_agent(result: RolloutResult) -> None:
-    assert result.errors == 0, result.errors_by_kind
+    assert result.errors == 0, f"{result.errors_by_kind}\n{explain(result)}"
     assert result.requests > 100
     for pod in result.pods:
         assert pod.prestop_exit == 0, pod.prestop_summary
