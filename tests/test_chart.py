@@ -54,6 +54,8 @@ OLDEST = {"native-sidecar": "1.29"}
 OLDEST_DEFAULT = "1.25"
 KUBE_VERSION = "1.37.0"  # what `helm template` and `helm lint` render for
 
+pytestmark = pytest.mark.slow  # every test runs helm (a process); the session fixture finds it
+
 
 def _pinned_helm_version() -> str:
     match = re.search(r"^HELM_VERSION=(\S+)$", (ROOT / ".ci" / "system-deps").read_text(), re.M)

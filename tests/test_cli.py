@@ -28,6 +28,7 @@ def run(
 ENV = {"PRESTOP_NACOS_ADDR": "127.0.0.1:1", "PRESTOP_SERVICE": "orders", "POD_IP": "10.0.0.5"}
 
 
+@pytest.mark.slow
 def test_version() -> None:
     """--version prints the version and exits 0."""
     result = run("--version")
@@ -35,6 +36,7 @@ def test_version() -> None:
     assert "prestop" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "env", "needle"),
     [
@@ -56,6 +58,7 @@ def test_bad_input_exits_2_with_one_line(args: list[str], env: dict[str, str], n
     assert needle in lines[0]
 
 
+@pytest.mark.slow
 def test_dry_run_touches_nothing_and_hides_secrets() -> None:
     """--dry-run needs no registry, prints the plan and never the password."""
     env = {**ENV, "NACOS_USERNAME": "nacos", "NACOS_PASSWORD": "hunter2-secret"}
@@ -89,6 +92,7 @@ def test_unknown_prestop_variable_is_warned_about(
     assert "secret-looking-value" not in err
 
 
+@pytest.mark.slow
 def test_serve_on_a_busy_port_is_one_line_exit_2() -> None:
     """`--listen` on an address that cannot be bound: one line naming --listen, no traceback."""
     import socket

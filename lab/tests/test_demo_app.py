@@ -6,6 +6,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from agent.drain.signals import reading_from_prometheus
 from agent.shutdown import port_open
@@ -53,6 +54,7 @@ def test_graceful_shutdown_refuses_new_and_finishes_in_flight() -> None:
     assert app.wait(5)
 
 
+@pytest.mark.slow
 def test_process_registers_and_deregisters_on_sigterm() -> None:
     """A demo app process registers itself, and deregisters on SIGTERM, exiting 0."""
     with NacosEmulator(EmulatorConfig(push_delay=0.05)) as nacos:

@@ -57,6 +57,7 @@ def test_agent_events_told_in_words() -> None:
     assert describe("[1, 2]") is None
 
 
+@pytest.mark.slow
 def test_follower_tells_a_running_agent() -> None:
     """Lines a process prints while followed are told, with the pod's name, by the end of the
     block; lines it printed before are not."""

@@ -158,6 +158,7 @@ def test_stale_disabled_is_repaired(nacos: NacosEmulator, app: DemoApp) -> None:
     assert (inst["enabled"], inst["weight"]) == (True, 2.0)
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_drain_does_not_cut_it_short(nacos: NacosEmulator) -> None:
     """A real `prestop serve`: SIGTERM arrives during the drain; the run still completes."""
     app_port, side_port = procs.free_port(), procs.free_port()

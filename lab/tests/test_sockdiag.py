@@ -13,6 +13,8 @@ from agent.drain.sockdiag import KernelSocketSignal
 from prestop_lab import procs
 from prestop_lab.demo import start_app
 
+pytestmark = pytest.mark.slow  # the app lives in another process, as in a pod
+
 
 def dl() -> Deadline:
     return Deadline.after(SystemClock(), 5)

@@ -189,6 +189,7 @@ def test_hold_keeps_the_instance_out_until_ready_then_puts_it_back(
         sidecar.close()
 
 
+@pytest.mark.slow
 def test_sigkill_during_the_hold_then_restart_puts_it_back(
     nacos: NacosEmulator, ready_app: ReadyApp, tmp_path: Path
 ) -> None:
@@ -222,6 +223,7 @@ def test_sigkill_during_the_hold_then_restart_puts_it_back(
         second.kill()
 
 
+@pytest.mark.slow
 def test_operator_down_wins_over_the_hold_and_a_restart(
     nacos: NacosEmulator, ready_app: ReadyApp, tmp_path: Path
 ) -> None:
