@@ -3,7 +3,7 @@
 #
 #   deploy/render-examples.sh [OUT_DIR]        (default: examples/)
 #
-# HELM names the helm binary (default: helm on PATH, else .ci/system-deps's in $(go env GOPATH)/bin). tests/test_chart.py renders into a
+# HELM names the helm binary (default: helm on PATH, else .ci/system-deps's in $(go env GOPATH)/bin). tests/deploy/test_chart.py renders into a
 # temporary directory and checks that the committed files are exactly what this writes.
 # --kube-version is explicit: a go-installed helm would otherwise assume Kubernetes 1.20,
 # which the chart refuses (it needs >= 1.25).

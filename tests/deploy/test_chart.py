@@ -30,7 +30,7 @@ from agent import config
 from agent.check import DEFAULT_STALENESS, GRACE_MARGIN, GraceNeeds, exit_code, grace_findings
 from agent.cli import cli
 from agent.config import NacosSettings
-from tests.test_examples import (
+from tests.deploy.test_examples import (
     FAKE_SECRET,
     _exec_prestops,
     _pod_env,
@@ -38,7 +38,7 @@ from tests.test_examples import (
     _subcommand_args,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "prestop-agent"
 EXAMPLES = ROOT / "examples"
 MODES = ("baked-in", "init-copy", "sidecar", "native-sidecar")

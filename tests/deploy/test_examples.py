@@ -1,6 +1,6 @@
 """The manifests in examples/: lint-clean, valid Kubernetes, and consistent with the agent's CLI.
 
-They are the Helm chart's renderings (deploy/render-examples.sh); tests/test_chart.py checks that
+They are the Helm chart's renderings (deploy/render-examples.sh); tests/deploy/test_chart.py checks that
 they are current and covers the mode x registry combinations they leave out.
 """
 
@@ -22,7 +22,7 @@ from yamllint.config import YamlLintConfig
 from agent import config
 from agent.cli import cli
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANIFESTS = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.startswith("."))
 VALUES = sorted((EXAMPLES / "values").glob("*.yaml"))
 YAML_FILES = [*MANIFESTS, *VALUES, EXAMPLES / "application.yml", EXAMPLES / ".yamllint.yaml"]

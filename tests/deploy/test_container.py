@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted(
     [*(ROOT / "container").glob("Dockerfile*"), *(ROOT / "container").glob("Containerfile*")]
 )
