@@ -47,3 +47,26 @@ def test_only_a_registry_with_weights_is_given_to_the_warm_up(
         assert (sidecar.weights is not None) is weighted
         if weighted:
             assert isinstance(sidecar.weights, NacosRegistry)
+
+
+def test_every_adapter_is_a_full_registry_and_fits_every_callers_seam() -> None:
+    """mypy checks the assignments below (structural typing); the test only builds them. A new
+    adapter added to ``registry_for`` must fit the full protocol and each caller's seam."""
+    from agent.check import CheckedRegistry
+    from agent.registry import Registry
+    from agent.sequence import DrainRegistry
+    from agent.sidecar.seams import SidecarRegistry, WeightedRegistry
+
+    for env in (NACOS, EUREKA):
+        with wiring.build(config.load({}, env)) as resources:
+            adapter = resources.registry
+            full: Registry = adapter
+            drain: DrainRegistry = full
+            side: SidecarRegistry = full
+            checked: CheckedRegistry = full
+            seams: tuple[object, ...] = (drain, side, checked)
+            assert all(seam is adapter for seam in seams)
+    with wiring.build(config.load({}, NACOS)) as resources:
+        assert isinstance(resources.registry, NacosRegistry)
+        weighted: WeightedRegistry = resources.registry
+        assert weighted is resources.registry

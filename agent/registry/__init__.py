@@ -52,7 +52,13 @@ class TakeOut:
 
 
 class Registry(Protocol):
-    """Take one instance out of service and back, and read what consumers see."""
+    """Take one instance out of service and back, and read what consumers see.
+
+    The whole of what an adapter implements (a new registry starts here). Its callers depend
+    on smaller seams of their own (``sequence.DrainRegistry``, ``sidecar.seams``,
+    ``check.CheckedRegistry``); tests/test_wiring.py has mypy check that every adapter fits
+    this protocol and each seam.
+    """
 
     name: str
     # True when after_stop() has work to do (Eureka's cancel); the sequence then adds a phase.
