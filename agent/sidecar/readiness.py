@@ -8,6 +8,7 @@ import httpx
 
 from agent.deadline import Clock, Deadline
 from agent.exceptions import AgentError
+from agent.httpcall import send
 from agent.sidecar.seams import SidecarRegistry
 from agent.sidecar.state import SidecarState
 
@@ -20,17 +21,18 @@ class AppHealth:
         self.health_url = health_url
 
     def healthy(self, deadline: Deadline) -> bool:
-        try:
-            return self.http.get(self.health_url, timeout=deadline.timeout(1.0)).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return self._status(self.health_url, deadline, 1.0) == 200
 
     def answers_2xx(self, url: str, deadline: Deadline) -> bool:
+        status = self._status(url, deadline, 5.0)
+        return status is not None and 200 <= status < 300
+
+    def _status(self, url: str, deadline: Deadline, cap: float) -> int | None:
+        """The app's status for ``url``; None when it did not answer (or no time was left)."""
         try:
-            status = self.http.get(url, timeout=deadline.timeout(5.0)).status_code
-        except httpx.HTTPError:
-            return False
-        return 200 <= status < 300
+            return send(self.http, "GET", url, deadline, cap, AgentError).status_code
+        except AgentError:
+            return None
 
 
 class Readiness:
