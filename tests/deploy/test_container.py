@@ -29,6 +29,21 @@ def test_there_are_dockerfiles() -> None:
     assert {"Dockerfile.sidecar", "Dockerfile.agent", "Dockerfile.agent-musl"} <= names
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_take_no_lab_code(dockerfile: Path) -> None:
+    """An image copies the agent's sources (or a built binary), never the lab's: the lab is its
+    own distribution (lab/pyproject.toml), for the bench, not for pods."""
+    sources = [
+        line.split()[1:]
+        for line in dockerfile.read_text().splitlines()
+        if line.startswith(("COPY", "ADD")) and "--from=" not in line
+    ]
+    copied = [word for words in sources for word in words[:-1]]
+    assert not [w for w in copied if w.startswith(("lab", "./lab")) or "prestop_lab" in w]
+    assert "prestop_lab" not in dockerfile.read_text()
+    assert "./lab" not in dockerfile.read_text()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint_is_clean(dockerfile: Path) -> None:
