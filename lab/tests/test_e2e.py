@@ -194,7 +194,7 @@ def test_signal_shutdown_by_pid(nacos: NacosEmulator) -> None:
         )
         assert rc == 0, events[-1]
         assert events[-1]["phases"]["shutdown"]["how"] == "signal"
-        assert app.wait(5) == 0
+        assert app.wait(30) == 0
         assert "DEMO_APP_STOPPED" in app.lines
     finally:
         app.kill()

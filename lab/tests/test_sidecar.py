@@ -112,7 +112,7 @@ def test_concurrent_calls_run_one_sequence(
     assert sorted(a["joined"] for a in answers) == [False, True]
     assert answers[0]["phases"] == answers[1]["phases"]
     assert sum(1 for w in nacos.writes() if w.method == "PATCH") == 1
-    assert app.wait(5)
+    assert app.wait(30)
     again = httpx.get(f"{url}/prestop", headers={"X-Prestop-Token": TOKEN}).json()
     assert again["joined"] is True
     assert "prestop_last_outcome" in httpx.get(f"{url}/metrics").text
@@ -282,7 +282,7 @@ def test_eureka_sidecar_repairs_a_predecessors_override_and_drains() -> None:
             assert outcome.exit_code == 0, outcome.summary()
             deregister = outcome.phase("deregister")
             assert deregister is not None and deregister.outcome == "ok"
-            assert app.wait(5)
+            assert app.wait(30)
             assert eureka.instance("DEMO", instance_id) is None
         finally:
             sidecar.close()
