@@ -865,6 +865,8 @@ class EurekaEmulator(LoopbackServer):
         self._server.emulator = self
         self._replicator = httpx.Client(timeout=2.0, trust_env=False)
         self._random = random.Random(7)
+        # Replication calls dropped by replication_loss: tests wait for them, not for a while.
+        self.replications_lost = 0
 
     def stop(self) -> None:
         super().stop()
@@ -901,7 +903,10 @@ class EurekaEmulator(LoopbackServer):
             headers["Authorization"] = f"Basic {token}"
 
         def send(peer: EurekaEmulator) -> None:
-            if self._stop.is_set() or self._random.random() < self.config.replication_loss:
+            if self._stop.is_set():
+                return
+            if self._random.random() < self.config.replication_loss:
+                self.replications_lost += 1
                 return
             try:
                 self._replicator.request(

@@ -17,6 +17,8 @@ class LoopbackServer:
     def __init__(self) -> None:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Completed background ticks: tests on a fake clock wait for a tick instead of a while.
+        self.ticks = 0
 
     def start(self) -> None:
         self._threads = [
@@ -45,6 +47,7 @@ class LoopbackServer:
         """Timers (cache ticks, expiry); runs every 20 ms until stop()."""
         while not self._stop.wait(0.02):
             self.tick()
+            self.ticks += 1
 
     def tick(self) -> None:
         raise NotImplementedError

@@ -100,7 +100,7 @@ def agent_env(nacos_addr: str, port: int) -> dict[str, str]:
 def start_registered_app(nacos: NacosEmulator, *extra: str) -> tuple[procs.Proc, int]:
     port = procs.free_port()
     app = start_app(nacos.addr, port, 2, *extra)
-    assert procs.wait_for(lambda: registered(nacos, port), 10)
+    assert procs.wait_for(lambda: registered(nacos, port), 30)
     return app, port
 
 
@@ -176,7 +176,7 @@ def test_disabled_instance_warns(nacos: NacosEmulator) -> None:
             return '"enabled": false' in status.stdout
 
         # The 2.x admin catalog, like consumers' lists, lags a write by the push delay.
-        assert procs.wait_for(admin_view_disabled, 5)
+        assert procs.wait_for(admin_view_disabled, 30)
         code, findings, out = run_check(nacos.addr, port)
         assert findings["instance"] == "warn", out
         assert "prestop up" in out
@@ -190,7 +190,7 @@ def test_app_not_running(nacos: NacosEmulator) -> None:
     """Registered but nothing listens: actuator and signals fail."""
     port = procs.free_port()
     nacos.register("demo", "127.0.0.1", port)
-    assert procs.wait_for(lambda: registered(nacos, port), 10)
+    assert procs.wait_for(lambda: registered(nacos, port), 30)
     code, findings, out = run_check(nacos.addr, port, "--signals", "prometheus,actuator")
     assert code == 1
     assert findings["instance"] == "ok", out
@@ -295,7 +295,7 @@ def test_check_against_eureka() -> None:
         app = start_app(None, port, 2, "--eureka-url", eureka.url, "--eureka-renewal", "1")
         try:
             instance_id = f"pod-{port}:demo:{port}"
-            assert procs.wait_for(lambda: eureka.instance("DEMO", instance_id) is not None, 10)
+            assert procs.wait_for(lambda: eureka.instance("DEMO", instance_id) is not None, 30)
             env = {
                 "EUREKA_CLIENT_SERVICEURL_DEFAULTZONE": eureka.url,
                 "SPRING_APPLICATION_NAME": "demo",
@@ -352,7 +352,7 @@ def test_each_subscriber_is_a_consumer_finding(nacos: NacosEmulator, app_port: i
 
     told, closed = consumer(True), consumer(False)
     with told, closed:
-        assert wait_for(lambda: told.routed() != [] and closed.routed() != [], 10)
+        assert wait_for(lambda: told.routed() != [] and closed.routed() != [], 30)
         code, _, out = run_check(
             nacos.addr, app_port, "--consumer-actuator", "http://{ip}:{port}/actuator"
         )

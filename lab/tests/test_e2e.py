@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,9 +39,11 @@ def drain(env: dict[str, str], *args: str) -> tuple[int, list[dict[str, Any]]]:
 
 @pytest.fixture(name="nacos")
 def fixture_nacos() -> Iterator[NacosEmulator]:
-    with NacosEmulator(
-        EmulatorConfig(auth_enabled=True, users={"nacos": "pw"}, push_delay=0.2)
-    ) as nacos:
+    # Registrations made by the tests never beat: a starved machine must not see them expire.
+    config = EmulatorConfig(
+        auth_enabled=True, users={"nacos": "pw"}, push_delay=0.2, client_timeout=3600.0
+    )
+    with NacosEmulator(config) as nacos:
         yield nacos
 
 
@@ -85,25 +86,26 @@ def test_registry_down_fails_open_within_budget() -> None:
     port = procs.free_port()
     app = start_app(None, port, 5)
     try:
-        started = time.monotonic()
         rc, events = drain(
             {
                 **_env("127.0.0.1:1", port),
-                "PRESTOP_BUDGET": "8",
+                "PRESTOP_BUDGET": "15",
                 "PRESTOP_MAX_WAIT": "3",
-                # A budget of 8 s holds the sequence only with shorter timeouts than the defaults.
+                # The app's stop gets 8 s, so a starved machine still confirms it; the budget
+                # holds that with a shorter registry timeout than the default.
                 "PRESTOP_HTTP_TIMEOUT": "2",
-                "PRESTOP_SHUTDOWN_TIMEOUT": "3",
+                "PRESTOP_SHUTDOWN_TIMEOUT": "8",
             }
         )
-        elapsed = time.monotonic() - started
         assert rc == 3
-        assert elapsed < 8 + 1.5  # interpreter start-up is outside the agent's own clock
         summary = events[-1]
         assert summary["event"] == "prestop_summary"
+        # The run's own clock (interpreter start-up is outside it), with a starved machine's
+        # scheduling as the margin.
+        assert summary["duration_s"] <= 15 + 2.0
         assert summary["phases"]["take_out"]["outcome"] == "degraded"
         assert summary["phases"]["shutdown"]["app_stopped"] is True
-        assert app.wait(5) == 0
+        assert app.wait(30) == 0
     finally:
         app.kill()
 
@@ -113,7 +115,7 @@ def test_wrong_password_exit_3_nothing_written(nacos: NacosEmulator) -> None:
     port = procs.free_port()
     app = start_app(nacos.addr, port, 5)
     try:
-        procs.wait_for(lambda: nacos.consumer_view("demo"), 5)
+        assert procs.wait_for(lambda: nacos.consumer_view("demo"), 30)
         rc, events = drain(
             {**_env(nacos.addr, port), "NACOS_PASSWORD": "wrong", "PRESTOP_BUDGET": "10"}
         )
@@ -130,7 +132,7 @@ def test_app_ignoring_shutdown_is_reported(nacos: NacosEmulator) -> None:
     port = procs.free_port()
     app = start_app(nacos.addr, port, 5, "--ignore-shutdown")
     try:
-        procs.wait_for(lambda: nacos.consumer_view("demo"), 5)
+        assert procs.wait_for(lambda: nacos.consumer_view("demo"), 30)
         short = {
             "PRESTOP_BUDGET": "6.5",
             "PRESTOP_HTTP_TIMEOUT": "2",
@@ -153,7 +155,7 @@ def test_unknown_instance_writes_nothing(nacos: NacosEmulator) -> None:
     port = procs.free_port()
     app = start_app(nacos.addr, port, 5)
     try:
-        procs.wait_for(lambda: nacos.consumer_view("demo"), 5)
+        assert procs.wait_for(lambda: nacos.consumer_view("demo"), 30)
         rc, events = drain(
             {
                 **_env(nacos.addr, port),
@@ -182,7 +184,7 @@ def test_signal_shutdown_by_pid(nacos: NacosEmulator) -> None:
     port = procs.free_port()
     app = start_app(nacos.addr, port, 5)
     try:
-        procs.wait_for(lambda: nacos.consumer_view("demo"), 5)
+        assert procs.wait_for(lambda: nacos.consumer_view("demo"), 30)
         rc, events = drain(
             {**_env(nacos.addr, port), "PRESTOP_BUDGET": "10"},
             "--shutdown",
@@ -192,7 +194,7 @@ def test_signal_shutdown_by_pid(nacos: NacosEmulator) -> None:
         )
         assert rc == 0, events[-1]
         assert events[-1]["phases"]["shutdown"]["how"] == "signal"
-        assert app.wait(5) == 0
+        assert app.wait(30) == 0
         assert "DEMO_APP_STOPPED" in app.lines
     finally:
         app.kill()
@@ -201,7 +203,7 @@ def test_signal_shutdown_by_pid(nacos: NacosEmulator) -> None:
 def test_status_command(nacos: NacosEmulator) -> None:
     """`prestop status` prints the admin and consumer views as JSON."""
     nacos.register("demo", "127.0.0.1", 8080, weight=2.5)
-    time.sleep(0.4)
+    assert procs.wait_for(lambda: nacos.consumer_view("demo"), 30)  # pushed to consumers
     result = cli("status", _env(nacos.addr, 8080))
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
@@ -214,10 +216,11 @@ def test_status_command(nacos: NacosEmulator) -> None:
 def test_down_and_up_for_maintenance(nacos: NacosEmulator) -> None:
     """`prestop down` takes the instance out without stopping the app; `up` puts it back."""
     nacos.register("demo", "127.0.0.1", 8080, weight=3.0, metadata={"zone": "a"})
-    time.sleep(0.4)
+    assert procs.wait_for(lambda: nacos.consumer_view("demo"), 30)  # pushed to consumers
     for command, enabled in (("down", False), ("up", True)):
         result = cli(command, _env(nacos.addr, 8080))
         assert result.returncode == 0, result.stderr
         (inst,) = nacos.admin_view("demo")
         assert (inst["enabled"], inst["weight"], inst["metadata"]) == (enabled, 3.0, {"zone": "a"})
-        time.sleep(0.3)
+        # The next command reads what consumers are served: wait for the push to show this one.
+        assert procs.wait_for(lambda e=enabled: bool(nacos.consumer_view("demo")) is e, 30)

@@ -312,7 +312,7 @@ def eureka_app(emulator: EurekaEmulator, *extra: str) -> tuple[procs.Proc, int, 
     port = procs.free_port()
     app = start_app(None, port, 2, "--eureka-url", emulator.url, "--eureka-renewal", "0.5", *extra)
     instance_id = f"pod-{port}:demo:{port}"
-    assert procs.wait_for(lambda: emulator.instance("DEMO", instance_id) is not None, 10)
+    assert procs.wait_for(lambda: emulator.instance("DEMO", instance_id) is not None, 30)
     return app, port, instance_id
 
 

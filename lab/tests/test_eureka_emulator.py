@@ -398,9 +398,9 @@ def test_peers_replicate_writes(http: httpx.Client) -> None:
     with EurekaEmulator(config) as a, EurekaEmulator(EurekaConfig(**config.__dict__)) as b:
         a.add_peer(b)
         register(http, a)
-        assert procs.wait_for(lambda: b.instance("ORDERS", ID) is not None, 5)
+        assert procs.wait_for(lambda: b.instance("ORDERS", ID) is not None, 30)
         http.put(f"{a.url}apps/ORDERS/{ID}/status", params={"value": "OUT_OF_SERVICE"})
-        assert procs.wait_for(lambda: b.override(ID) == "OUT_OF_SERVICE", 5)
+        assert procs.wait_for(lambda: b.override(ID) == "OUT_OF_SERVICE", 30)
         assert any(r.headers.get("x-netflix-discovery-replication") == "true" for r in b.requests)
         assert b.peers == []  # B does not send it back
 
@@ -467,6 +467,8 @@ def test_lost_replication_leaves_the_peer_behind(http: httpx.Client) -> None:
         for server in (a, b):
             register(http, server)
         http.put(f"{a.url}apps/ORDERS/{ID}/status", params={"value": "OUT_OF_SERVICE"})
-        time.sleep(0.2)
+        # Both of A's replications (the registration, the status) were sent and lost: B's
+        # state below is final, however slow the machine.
+        assert procs.wait_for(lambda: a.replications_lost >= 2, 30)
         assert a.override(ID) == "OUT_OF_SERVICE"
         assert b.override(ID) is None

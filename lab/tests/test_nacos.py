@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypedDict
 
@@ -15,12 +14,12 @@ from agent.deadline import Deadline, SystemClock
 from agent.exceptions import AuthError, InstanceNotFound, RegistryUnavailable
 from agent.registry.nacos import NacosHttp, NacosRegistry
 from prestop_lab.nacos_emulator import EmulatorConfig, Flavour, NacosEmulator
+from prestop_lab.procs import wait_for
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 SERVICE, IP, PORT = "orders", "10.0.0.5", 8080
-PUSHED = 0.15
 META = {"preserved.register.source": "SPRING_CLOUD", "zone": "a"}
 
 
@@ -63,8 +62,14 @@ class Options(TypedDict, total=False):
 
 
 def emulator(flavour: Flavour, **kw: Unpack[Options]) -> NacosEmulator:
-    config = EmulatorConfig(flavour=flavour, push_delay=0.05, **kw)
+    # The tests' registrations never beat: a starved machine must not see them expire.
+    config = EmulatorConfig(flavour=flavour, push_delay=0.05, client_timeout=3600.0, **kw)
     return NacosEmulator(config)
+
+
+def pushed(nacos: NacosEmulator, ip: str = IP) -> None:
+    """Reads lag writes by the push delay: wait until the served list holds ``ip``."""
+    assert wait_for(lambda: any(h["ip"] == ip for h in nacos.consumer_view(SERVICE)), 10)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +87,7 @@ def test_take_out_keeps_weight_and_metadata(
     kw: Options = {"admin_auth_enabled": False} if flavour == "3.x" else {}
     with emulator(flavour, **kw) as nacos:
         nacos.register(SERVICE, IP, PORT, weight=3.5, metadata=dict(META))
-        time.sleep(PUSHED)  # reads lag writes by the push delay
+        pushed(nacos)
         reg = registry(http, settings(nacos.addr))
         result = reg.take_out(deadline())
         assert result.method == method
@@ -108,13 +113,11 @@ def test_consumer_view_drops_the_instance_after_the_push(
     kw: Options = {"admin_auth_enabled": False} if flavour == "3.x" else {}
     with emulator(flavour, **kw) as nacos:
         nacos.register(SERVICE, IP, PORT)
-        time.sleep(PUSHED)  # reads lag writes by the push delay
+        pushed(nacos)
         reg = registry(http, settings(nacos.addr))
-        time.sleep(0.2)
         assert reg.visible_to_consumers(deadline()) is True
         reg.take_out(deadline())
-        time.sleep(0.3)
-        assert reg.visible_to_consumers(deadline()) is False
+        assert wait_for(lambda: reg.visible_to_consumers(deadline()) is False, 10)
         status = reg.status(deadline())
         assert status["registered"] is True
         assert status["admin_view"]["enabled"] is False
@@ -127,6 +130,7 @@ def test_unknown_instance_is_never_written(http: httpx.Client, flavour: Flavour)
     kw: Options = {"admin_auth_enabled": False} if flavour == "3.x" else {}
     with emulator(flavour, **kw) as nacos:
         nacos.register(SERVICE, "10.0.0.9", PORT)  # the service exists, our ip:port does not
+        pushed(nacos, "10.0.0.9")
         reg = registry(http, settings(nacos.addr))
         with pytest.raises(InstanceNotFound):
             reg.take_out(deadline())
@@ -141,7 +145,7 @@ def test_login_and_token_reuse(http: httpx.Client, flavour: Flavour) -> None:
     """With auth on, the agent logs in once and reuses the token."""
     with emulator(flavour, auth_enabled=True, users={"nacos": "pw-1"}) as nacos:
         nacos.register(SERVICE, IP, PORT, weight=2.0)
-        time.sleep(PUSHED)  # reads lag writes by the push delay
+        pushed(nacos)
         reg = registry(http, settings(nacos.addr, username="nacos", password="pw-1"))
         reg.take_out(deadline())
         logins = [r for r in nacos.requests if "login" in r.path]
@@ -154,7 +158,7 @@ def test_expired_token_logs_in_again(http: httpx.Client) -> None:
     """A token the server calls expired leads to one fresh login, then success."""
     with emulator("2.x", auth_enabled=True, users={"nacos": "pw-1"}) as nacos:
         nacos.register(SERVICE, IP, PORT)
-        time.sleep(PUSHED)  # reads lag writes by the push delay
+        pushed(nacos)
         reg = registry(http, settings(nacos.addr, username="nacos", password="pw-1"))
         assert reg.visible_to_consumers(deadline()) in (True, False)
         nacos.expire_tokens()
@@ -169,7 +173,7 @@ def test_wrong_password_is_an_auth_error(http: httpx.Client, flavour: Flavour) -
     """A wrong password is refused with a clear error, no write, and no secret in the text."""
     with emulator(flavour, auth_enabled=True, users={"nacos": "right"}) as nacos:
         nacos.register(SERVICE, IP, PORT)
-        time.sleep(PUSHED)  # reads lag writes by the push delay
+        pushed(nacos)
         reg = registry(http, settings(nacos.addr, username="nacos", password="wrong-pw"))
         with pytest.raises(AuthError) as err:
             reg.take_out(deadline())
@@ -190,7 +194,7 @@ def test_3x_admin_api_without_credentials(http: httpx.Client) -> None:
     """3.x guards its admin API by default: without credentials the error says what to set."""
     with emulator("3.x") as nacos:
         nacos.register(SERVICE, IP, PORT)
-        time.sleep(PUSHED)  # reads lag writes by the push delay
+        pushed(nacos)
         reg = registry(http, settings(nacos.addr))
         with pytest.raises(AuthError, match="--username"):
             reg.take_out(deadline())
@@ -201,7 +205,7 @@ def test_failover_to_the_next_address(http: httpx.Client) -> None:
     with emulator("2.x") as down, emulator("2.x") as good:
         down.set_down(True)
         good.register(SERVICE, IP, PORT)
-        time.sleep(PUSHED)  # reads lag writes by the push delay
+        pushed(good)
         reg = registry(http, settings("127.0.0.1:1", down.addr, good.addr))
         reg.take_out(deadline())
         assert good.admin_view(SERVICE)[0]["enabled"] is False
@@ -221,10 +225,9 @@ def test_ipv6_pod_ip_matches_the_registered_spelling(http: httpx.Client, flavour
     kw: Options = {"admin_auth_enabled": False} if flavour == "3.x" else {}
     with emulator(flavour, **kw) as nacos:
         nacos.register(SERVICE, "fd00:0:0:0:0:0:0:1", PORT, weight=3.0, metadata=dict(META))
-        time.sleep(PUSHED)  # reads lag writes by the push delay
+        pushed(nacos, "fd00:0:0:0:0:0:0:1")
         s = dataclasses.replace(settings(nacos.addr), ip="fd00::1")
         result = registry(http, s).take_out(deadline())
         assert result.before.ip == "fd00:0:0:0:0:0:0:1"
-        time.sleep(PUSHED)
         (inst,) = nacos.admin_view(SERVICE)
         assert (inst["ip"], inst["enabled"], inst["weight"]) == ("fd00:0:0:0:0:0:0:1", False, 3.0)

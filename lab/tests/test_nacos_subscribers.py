@@ -169,7 +169,7 @@ def test_lab_consumers_are_listed_by_their_management_port(
                 items = body["subscribers"] if flavour == "2.x" else body["data"]["pageItems"]
                 return [int(s["port"]) for s in items]
 
-            assert wait_for(lambda: ports() == [consumer.management_port], 5)
+            assert wait_for(lambda: ports() == [consumer.management_port], 30)
 
 
 @pytest.mark.parametrize("flavour", ["2.x", "3.x"])

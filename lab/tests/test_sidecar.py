@@ -28,8 +28,15 @@ TOKEN = "s3cret-token"
 
 @pytest.fixture(name="nacos")
 def fixture_nacos() -> Iterator[NacosEmulator]:
-    with NacosEmulator(EmulatorConfig(push_delay=0.05)) as nacos:
+    # The tests' own registrations never beat: a starved machine must not see them expire.
+    with NacosEmulator(EmulatorConfig(push_delay=0.05, client_timeout=3600.0)) as nacos:
         yield nacos
+
+
+def pushed(nacos: NacosEmulator, port: int) -> bool:
+    """The served list (what reads see, after the push delay) holds 127.0.0.1:port."""
+    _, hosts = nacos.store.served(("public", "DEFAULT_GROUP@@demo"))
+    return any(h["port"] == port for h in hosts)
 
 
 @pytest.fixture(name="app")
@@ -64,7 +71,7 @@ def build(nacos: NacosEmulator, port: int, **extra: str) -> Sidecar:
 @pytest.fixture(name="served")
 def fixture_served(nacos: NacosEmulator, app: DemoApp) -> Iterator[tuple[Sidecar, str]]:
     nacos.register("demo", "127.0.0.1", app.port)
-    time.sleep(0.1)
+    assert procs.wait_for(lambda: pushed(nacos, app.port), 30)
     sidecar = build(nacos, app.port)
     server = make_server(sidecar, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -105,7 +112,7 @@ def test_concurrent_calls_run_one_sequence(
     assert sorted(a["joined"] for a in answers) == [False, True]
     assert answers[0]["phases"] == answers[1]["phases"]
     assert sum(1 for w in nacos.writes() if w.method == "PATCH") == 1
-    assert app.wait(5)
+    assert app.wait(30)
     again = httpx.get(f"{url}/prestop", headers={"X-Prestop-Token": TOKEN}).json()
     assert again["joined"] is True
     assert "prestop_last_outcome" in httpx.get(f"{url}/metrics").text
@@ -118,15 +125,13 @@ def test_readyz_follows_the_registry(nacos: NacosEmulator, app: DemoApp) -> None
     try:
         assert sidecar.readiness() == (False, ["not_visible_to_consumers"])
         nacos.register("demo", "127.0.0.1", app.port)
-        time.sleep(0.1)
-        assert sidecar.readiness() == (True, [])
+        assert procs.wait_for(lambda: sidecar.readiness() == (True, []), 30)
         ids: dict[str, str | int] = {"serviceName": "demo", "ip": "127.0.0.1", "port": app.port}
         httpx.patch(f"{nacos.url}/nacos/v1/ns/instance", params={**ids, "enabled": "false"})
-        time.sleep(0.1)
-        assert sidecar.readiness() == (False, ["not_visible_to_consumers"])  # disabled
+        disabled = (False, ["not_visible_to_consumers"])
+        assert procs.wait_for(lambda: sidecar.readiness() == disabled, 30)
         httpx.patch(f"{nacos.url}/nacos/v1/ns/instance", params={**ids, "enabled": "true"})
-        time.sleep(0.1)
-        assert sidecar.readiness() == (True, [])
+        assert procs.wait_for(lambda: sidecar.readiness() == (True, []), 30)
         sidecar.state.draining.set()
         assert sidecar.readiness() == (False, ["draining"])
     finally:
@@ -148,7 +153,7 @@ def test_stale_disabled_is_repaired(nacos: NacosEmulator, app: DemoApp) -> None:
     )
     nacos.deregister(old)  # the old pod is gone; its record lingers
     nacos.register("demo", "127.0.0.1", app.port, weight=2.0)  # the new pod, same IP:port
-    time.sleep(0.1)
+    assert procs.wait_for(lambda: pushed(nacos, app.port), 30)
     assert nacos.admin_view("demo")[0]["enabled"] is False
     sidecar = build(nacos, app.port)
     sidecar.start_up(app_start_timeout=5)
@@ -190,26 +195,27 @@ def test_sigterm_during_a_drain_does_not_cut_it_short(nacos: NacosEmulator) -> N
         text=True,
     )
     try:
-        assert procs.wait_for(lambda: _up(f"http://127.0.0.1:{side_port}/healthz"), 10)
+        assert procs.wait_for(lambda: _up(f"http://127.0.0.1:{side_port}/healthz"), 60)
         answer: list[httpx.Response] = []
         call = threading.Thread(
             target=lambda: answer.append(
                 httpx.get(
                     f"http://127.0.0.1:{side_port}/prestop",
                     headers={"X-Prestop-Token": TOKEN},
-                    timeout=20,
+                    timeout=60,
                 )
             )
         )
         call.start()
-        time.sleep(0.5)
+        # The take-out is written: the run is under way, and its 2 s drain is still ahead.
+        assert procs.wait_for(lambda: any(w.method == "PATCH" for w in nacos.writes()), 30)
         sidecar.send_signal(signal.SIGTERM)  # kubelet signals every container at once
         call.join()
         assert answer[0].status_code == 200
         body = answer[0].json()
         assert body["phases"]["drain"]["duration_s"] >= 1.5
         assert body["phases"]["shutdown"]["app_stopped"] is True
-        assert sidecar.wait(10) == 0
+        assert sidecar.wait(30) == 0
         assert sidecar.stderr is not None
         events = [
             json.loads(x)["event"] for x in sidecar.stderr.read().splitlines() if x.startswith("{")
@@ -270,13 +276,13 @@ def test_eureka_sidecar_repairs_a_predecessors_override_and_drains() -> None:
             assert sidecar.state.repaired
             assert eureka.override(instance_id) is None
             sidecar.ready.cache = 0
-            assert procs.wait_for(lambda: sidecar.readiness()[0], 5), sidecar.readiness()
+            assert procs.wait_for(lambda: sidecar.readiness()[0], 30), sidecar.readiness()
             outcome, error = sidecar.flight.run()
             assert error is None and outcome is not None
             assert outcome.exit_code == 0, outcome.summary()
             deregister = outcome.phase("deregister")
             assert deregister is not None and deregister.outcome == "ok"
-            assert app.wait(5)
+            assert app.wait(30)
             assert eureka.instance("DEMO", instance_id) is None
         finally:
             sidecar.close()

@@ -42,11 +42,12 @@ def test_arrivals_keepalive_and_in_flight(app_port: int) -> None:
         assert second.requests == base + 2
         idle = signal.read(dl())
         assert (idle.requests, idle.in_flight) == (base + 2, 0)
+        # Long enough that a read comes while it runs, however slow the machine.
         slow = threading.Thread(
-            target=lambda: httpx.get(f"http://127.0.0.1:{app_port}/work?ms=1500")
+            target=lambda: httpx.get(f"http://127.0.0.1:{app_port}/work?ms=3000", timeout=30)
         )
         slow.start()
-        assert procs.wait_for(lambda: signal.read(dl()).in_flight == 1, 1.2)
+        assert procs.wait_for(lambda: signal.read(dl()).in_flight == 1, 30)
         slow.join()
         assert signal.read(dl()).in_flight == 0
 

@@ -167,9 +167,9 @@ def test_hold_keeps_the_instance_out_until_ready_then_puts_it_back(
     runner = threading.Thread(target=sidecar.start_up, kwargs={"app_start_timeout": 30})
     runner.start()
     try:
-        assert procs.wait_for(lambda: enabled_in(nacos, port) is False, 10)
+        assert procs.wait_for(lambda: enabled_in(nacos, port) is False, 30)
         assert holder(tmp_path) == "startup"
-        assert procs.wait_for(lambda: not visible(nacos, port), 5)
+        assert procs.wait_for(lambda: not visible(nacos, port), 30)
         ready, reasons = sidecar.readiness()
         assert not ready and "startup_hold" in reasons
         (inst,) = nacos.admin_view("demo")
@@ -178,7 +178,7 @@ def test_hold_keeps_the_instance_out_until_ready_then_puts_it_back(
         runner.join(20)
         assert not runner.is_alive()
         assert enabled_in(nacos, port) is True
-        assert procs.wait_for(lambda: visible(nacos, port), 5)
+        assert procs.wait_for(lambda: visible(nacos, port), 30)
         assert holder(tmp_path) is None
         assert sidecar.state.hold_seconds is not None
         (inst,) = nacos.admin_view("demo")
@@ -200,7 +200,7 @@ def test_sigkill_during_the_hold_then_restart_puts_it_back(
     nacos.register("demo", "127.0.0.1", port, weight=WEIGHT, metadata=METADATA)
     first = start_serve(e)
     try:
-        assert procs.wait_for(lambda: has_event(first, "startup_hold_started"), 15), "\n".join(
+        assert procs.wait_for(lambda: has_event(first, "startup_hold_started"), 30), "\n".join(
             first.lines
         )
         assert enabled_in(nacos, port) is False
@@ -213,7 +213,7 @@ def test_sigkill_during_the_hold_then_restart_puts_it_back(
     ready_app.ready.set()
     second = start_serve(e)
     try:
-        assert procs.wait_for(lambda: has_event(second, "startup_hold_released"), 20), second.lines
+        assert procs.wait_for(lambda: has_event(second, "startup_hold_released"), 30), second.lines
         assert "hold_state_inherited" in events(second)
         assert enabled_in(nacos, port) is True
         assert holder(tmp_path) is None
@@ -234,20 +234,20 @@ def test_operator_down_wins_over_the_hold_and_a_restart(
     nacos.register("demo", "127.0.0.1", port)
     first = start_serve(e)
     try:
-        assert procs.wait_for(lambda: has_event(first, "startup_hold_started"), 15), "\n".join(
+        assert procs.wait_for(lambda: has_event(first, "startup_hold_started"), 30), "\n".join(
             first.lines
         )
         down = prestop_cli("down", e)
         assert down.returncode == 0, down.stderr
         assert holder(tmp_path) == "operator"
         ready_app.ready.set()
-        assert procs.wait_for(lambda: has_event(first, "startup_hold_yielded"), 15), first.lines
+        assert procs.wait_for(lambda: has_event(first, "startup_hold_yielded"), 30), first.lines
         assert enabled_in(nacos, port) is False
     finally:
         first.kill()
     second = start_serve(e)
     try:
-        assert procs.wait_for(lambda: has_event(second, "operator_hold_kept"), 15), "\n".join(
+        assert procs.wait_for(lambda: has_event(second, "operator_hold_kept"), 30), "\n".join(
             second.lines
         )
         assert enabled_in(nacos, port) is False
@@ -315,7 +315,7 @@ def test_eureka_hold_uses_an_out_of_service_override(ready_app: ReadyApp, tmp_pa
         runner.start()
         app.start()
         try:
-            assert procs.wait_for(lambda: eureka.override(instance_id) == "OUT_OF_SERVICE", 10)
+            assert procs.wait_for(lambda: eureka.override(instance_id) == "OUT_OF_SERVICE", 30)
             assert holder(tmp_path) == "startup"
             ready_app.ready.set()
             runner.join(20)
