@@ -205,7 +205,7 @@ def _login(flavour: str) -> list[Call]:
             contains=("not found",),
             # 2.3.1 answers a wrong password with no valid HTTP answer (status 0), 3.1.0 with a
             # 500; the agent takes both, and an unknown user's 403/500, as AuthError.
-            note="the agent treats a broken login answer, a 403, or a 500 as AuthError",
+            note="the agent treats a broken login answer, a 403, or (3.x) a 500 as AuthError",
         ),
         Call(
             "login_unknown_user",
