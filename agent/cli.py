@@ -156,7 +156,7 @@ def _registry_command(flags: dict[str, Any], command: str) -> tuple[Any, Any, An
     http = wiring.http_client()
     registry = wiring.registry_for(cfg, http, clock)
     log = get_logger(command=command, instance=cfg.instance, service=cfg.service)
-    return registry, Deadline.after(clock, cfg.budget), log, http
+    return registry, Deadline.for_budget(clock, cfg.budget), log, http
 
 
 def _switch(flags: dict[str, Any], enabled: bool, as_json: bool) -> None:
@@ -292,7 +292,7 @@ def check(as_json: bool, **flags: Any) -> None:
     logs.configure(log_format=cfg.log_format, to_pid1=False, level=logging.ERROR)
     findings = [checks.Finding("config", "ok", f"valid; {cfg.registry} instance {cfg.instance}")]
     clock = SystemClock()
-    deadline = Deadline.after(clock, cfg.budget)
+    deadline = Deadline.for_budget(clock, cfg.budget)
     registry_http, app_http = wiring.http_client(), wiring.http_client()
     try:
         registry = wiring.registry_for(cfg, registry_http, clock)

@@ -17,6 +17,9 @@ from agent.exceptions import DeadlineExceeded
 # Less than this is no time for a call: httpx would time out at once, and the failure would
 # look like the other side's.
 MIN_CALL = 0.01
+# Seconds of the budget kept for logging the summary and exiting: a command bounded by
+# ``--budget`` must have ended, not merely stopped waiting, when the budget is up.
+EXIT_MARGIN = 0.5
 
 
 class Clock(Protocol):
@@ -48,6 +51,11 @@ class Deadline:
     @classmethod
     def after(cls, clock: Clock, seconds: float) -> Deadline:
         return cls(clock, clock.now() + seconds)
+
+    @classmethod
+    def for_budget(cls, clock: Clock, budget: float) -> Deadline:
+        """The one way ``--budget`` becomes a Deadline: the budget less the exit margin."""
+        return cls.after(clock, max(0.0, budget - EXIT_MARGIN))
 
     def remaining(self) -> float:
         return max(0.0, self.at - self.clock.now())

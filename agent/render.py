@@ -148,7 +148,7 @@ def _steps(config: Config, drain_ends_by: float) -> list[str]:
 
 def drain_plan(config: Config) -> dict[str, Any]:
     """The dry run's plan: what each step would do, the time it has, and what cannot fit."""
-    from agent.sequence import EXIT_MARGIN
+    from agent.deadline import EXIT_MARGIN
 
     registry, service, write = _registry_text(config)
     drain_ends_by = config.budget - EXIT_MARGIN - config.shutdown_timeout

@@ -41,7 +41,6 @@ from agent.shutdown import ShutdownAction, wait_until_stopped
 
 log = get_logger()
 
-EXIT_MARGIN = 0.5  # seconds kept for logging the summary and exiting
 CONFIRM_INTERVAL = 0.2
 CLEANUP_RESERVE = 1.0  # seconds kept after the app stopped for the registry's clean-up
 ERROR_CHARS = 200  # an error message in the summary or a log line is cut to this length
@@ -135,7 +134,7 @@ def run_drain(deps: Deps, plan: Plan) -> Outcome:
     """Run the whole preStop sequence within ``plan.budget`` seconds."""
     clock = deps.clock
     started = clock.now()
-    deadline = Deadline.after(clock, max(0.0, plan.budget - EXIT_MARGIN))
+    deadline = Deadline.for_budget(clock, plan.budget)
     before_shutdown = deadline.minus(plan.shutdown_timeout)  # time kept for the app to stop
     # Time sharing: however slow the registry, take-out and confirm end in time to leave the
     # drain its minimum plus one poll (the sample that can end it).

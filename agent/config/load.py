@@ -161,7 +161,7 @@ def check_drain_budget(cfg: Config) -> None:
     Otherwise the run would give up on the registry at once and stop an app that consumers
     still route to (``--budget 4``, or ``--shutdown-timeout 30`` under the default budget).
     """
-    from agent.sequence import EXIT_MARGIN
+    from agent.deadline import EXIT_MARGIN
 
     # One poll too: time sharing ends the registry steps min-wait + one poll before the drain.
     need = cfg.http_timeout + cfg.min_wait + cfg.poll_interval + cfg.shutdown_timeout + EXIT_MARGIN
