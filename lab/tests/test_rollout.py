@@ -99,16 +99,24 @@ def test_eureka_sidecar_loses_no_request() -> None:
         assert pod.prestop_summary["phases"]["deregister"]["outcome"] == "ok"
 
 
-def test_told_consumers_end_every_drain_on_knowledge() -> None:
-    """--notify: every consumer's cache is evicted once its view let go; no failed request,
-    and each drain ends because every consumer let go, not by a quiet window."""
-    result = run_rollout(RolloutSettings(strategy="agent", notify=True, **SHORT))
+def test_told_consumers_all_let_go_and_nothing_is_lost() -> None:
+    """--notify: every consumer's cache is evicted once its view let go, no failed request.
+
+    The drain ends on that knowledge (``consumers_let_go``) unless a request arrives after it,
+    which voids it (the safe side): a consumer thread that picked the pod just before the
+    eviction and was starved for longer than the settle does exactly that on a busy machine,
+    so the quiet window may end such a drain instead. Which end wins is the policy's, tested on
+    a fake clock (tests/drain); here --min-wait 4 gives every consumer time to be seen letting
+    go before either end is possible."""
+    result = run_rollout(RolloutSettings(strategy="agent", notify=True, min_wait=4.0, **SHORT))
     assert result.errors == 0, result.errors_by_kind
     for pod in result.pods:
         drain = pod.prestop_summary["phases"]["drain"]
-        assert drain["reason"] == "consumers_let_go", drain
+        assert drain["reason"] in ("consumers_let_go", "quiet"), drain
         assert drain["consumers"]["consumers"] == 3
+        assert len(drain["consumers"]["let_go"]) == 3, drain
         assert drain["consumers"]["unconfirmed"] == {}
+        assert drain["consumers"]["all_let_go_after_s"] is not None, drain
 
 
 def test_a_consumer_without_endpoints_forces_the_quiet_window() -> None:
