@@ -59,7 +59,7 @@ def registry_for(
 ) -> NacosRegistry | EurekaRegistry:
     """The configured registry's adapter."""
     if isinstance(config.target, EurekaSettings):
-        return EurekaRegistry(config.target, http, clock, http_timeout=config.http_timeout)
+        return EurekaRegistry(config.target, http, http_timeout=config.http_timeout)
     return build_registry(config.target, http, clock, config.http_timeout)
 
 

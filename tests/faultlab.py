@@ -266,7 +266,7 @@ class World:
             port=PORT,
             app_name="orders",
         )
-        return EurekaRegistry(eureka, http, self.clock)
+        return EurekaRegistry(eureka, http)
 
     def signal(self, http: httpx.Client) -> TrafficSignal:
         if self.metrics == "prometheus":

@@ -231,7 +231,7 @@ def record_eureka() -> tuple[str, dict[str, Any]]:
                 port=app_port,
                 app_name=SERVICE,
             )
-            reg = EurekaRegistry(settings, http, SystemClock())
+            reg = EurekaRegistry(settings, http)
             rec.step = "connect"
             reg.connect(_dl())
             rec.step = "get_instance"
@@ -252,7 +252,7 @@ def record_eureka() -> tuple[str, dict[str, Any]]:
             reg.after_stop(_dl())
             rec.step = "not_registered"
             ghost = dataclasses.replace(settings, ip="10.255.255.1")
-            EurekaRegistry(ghost, http, SystemClock()).get_instance(_dl())
+            EurekaRegistry(ghost, http).get_instance(_dl())
         finally:
             proc.kill()
     return "Eureka (Spring Cloud Netflix 2025.0.0 eureka-server, Spring Boot 3.5.7)", rec.steps

@@ -59,7 +59,7 @@ def settings(*urls: str, port: int = 8080, **kw: Unpack[Options]) -> EurekaSetti
 
 
 def registry(s: EurekaSettings, http: httpx.Client) -> EurekaRegistry:
-    return EurekaRegistry(s, http, SystemClock(), http_timeout=2.0)
+    return EurekaRegistry(s, http, http_timeout=2.0)
 
 
 def deadline(seconds: float = 10.0) -> Deadline:

@@ -40,7 +40,7 @@ def settings(rec: Recording = REC, ip: str = "127.0.0.1") -> EurekaSettings:
 
 def adapter(replay: Replay, clock: FakeClock, s: EurekaSettings | None = None) -> EurekaRegistry:
     http: httpx.Client = replay.client()
-    return EurekaRegistry(s or settings(), http, clock, http_timeout=2.0)
+    return EurekaRegistry(s or settings(), http, http_timeout=2.0)
 
 
 def dl(clock: FakeClock) -> Deadline:
@@ -124,7 +124,7 @@ def test_a_peer_done_stays_done_when_time_runs_out_for_the_next(clock: FakeClock
         return answer
 
     http = httpx.Client(transport=httpx.MockTransport(handle))
-    reg = EurekaRegistry(settings(), http, clock, http_timeout=2.0)
+    reg = EurekaRegistry(settings(), http, http_timeout=2.0)
     deadline = dl(clock)
     reg.get_instance(deadline)
     result = reg.take_out(deadline)

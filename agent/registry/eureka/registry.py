@@ -12,7 +12,7 @@ import httpx
 
 from agent.addresses import same_ip
 from agent.config import EurekaServer, EurekaSettings
-from agent.deadline import Clock, Deadline
+from agent.deadline import Deadline
 from agent.exceptions import (
     AgentError,
     DeadlineExceeded,
@@ -53,7 +53,6 @@ class EurekaRegistry:
         self,
         settings: EurekaSettings,
         http: httpx.Client,
-        clock: Clock,
         *,
         http_timeout: float = 3.0,
     ) -> None:
