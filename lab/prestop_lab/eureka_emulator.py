@@ -866,7 +866,9 @@ class EurekaEmulator(LoopbackServer):
         self._replicator = httpx.Client(timeout=2.0, trust_env=False)
         self._random = random.Random(7)
         # Replication calls dropped by replication_loss: tests wait for them, not for a while.
+        # Counted under a lock: each call is sent from a timer thread of its own.
         self.replications_lost = 0
+        self._lost_lock = threading.Lock()
 
     def stop(self) -> None:
         super().stop()
@@ -906,7 +908,8 @@ class EurekaEmulator(LoopbackServer):
             if self._stop.is_set():
                 return
             if self._random.random() < self.config.replication_loss:
-                self.replications_lost += 1
+                with self._lost_lock:
+                    self.replications_lost += 1
                 return
             try:
                 self._replicator.request(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypedDict
 
 import httpx
@@ -92,7 +92,7 @@ def test_put_on_unknown_ip_stores_an_orphan(nacos: NacosEmulator) -> None:
 def test_patch_and_detail_on_unknown_ip(nacos: NacosEmulator) -> None:
     """PATCH and GET detail for an unknown ip:port answer 404 'no matched ip found!'."""
     nacos.register("orders", "10.0.0.9", 8080)
-    assert wait_until(lambda: len(nacos.consumer_view("orders")) == 1)  # pushed
+    assert wait_for(lambda: len(nacos.consumer_view("orders")) == 1, 10)  # pushed
     for method in ("PATCH", "GET"):
         r = call(nacos, method, "/v1/ns/instance", **IDS, enabled="false")
         assert (r.status_code, r.text) == (404, "no matched ip found!")
@@ -108,14 +108,14 @@ def test_list_filters_disabled_after_push_delay() -> None:
     try:
         nacos.register("orders", "10.0.0.5", 8080)
         clock.t += 1.0
-        assert wait_until(lambda: len(consumer_hosts(nacos)) == 1)
+        assert wait_for(lambda: len(consumer_hosts(nacos)) == 1, 10)
         call(nacos, "PATCH", "/v1/ns/instance", **IDS, enabled="false")
         # Background ticks ran, but the fake clock has not moved: however slow the machine,
         # only a wrong push delay could have pushed the write by now.
         ticked(nacos)
         assert len(consumer_hosts(nacos)) == 1  # not pushed yet
         clock.t += 1.0
-        assert wait_until(lambda: consumer_hosts(nacos) == [])
+        assert wait_for(lambda: consumer_hosts(nacos) == [], 10)
         catalog = call(nacos, "GET", "/v1/ns/catalog/instances", serviceName="orders").json()
         assert catalog["list"][0]["enabled"] is False
     finally:
@@ -129,19 +129,10 @@ def consumer_hosts(nacos: NacosEmulator) -> list[object]:
     return hosts
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def ticked(nacos: NacosEmulator) -> None:
     """Wait until a whole background tick has run after this call (it saw the clock as now)."""
     seen = nacos.ticks
-    assert wait_until(lambda: nacos.ticks >= seen + 2)
+    assert wait_for(lambda: nacos.ticks >= seen + 2, 10)
 
 
 def test_http_delete_is_a_noop_for_grpc_instances(nacos: NacosEmulator) -> None:
@@ -170,7 +161,7 @@ def test_expired_record_is_deleted_or_revived() -> None:
         assert inst["enabled"] is False  # the stale-disabled IP-reuse problem
         nacos.deregister(next(iter(nacos.store.clients)))
         clock.t = 261
-        assert wait_until(lambda: nacos.ops_record("orders", "10.0.0.5", 8080) is None)
+        assert wait_for(lambda: nacos.ops_record("orders", "10.0.0.5", 8080) is None, 10)
     finally:
         nacos.stop()
 
@@ -263,7 +254,7 @@ def test_lab_clients_and_timeout() -> None:
 def test_watch_returns_on_change(nacos: NacosEmulator) -> None:
     """The watch long-poll returns as soon as the served list changes."""
     nacos.register("orders", "10.0.0.5", 8080)
-    assert wait_until(lambda: len(nacos.consumer_view("orders")) == 1)  # pushed
+    assert wait_for(lambda: len(nacos.consumer_view("orders")) == 1, 10)  # pushed
     url = f"{nacos.url}/nacos/lab/v1/watch"
     first = httpx.get(url, params={"serviceName": "orders", "revision": 0}).json()
     assert len(first["hosts"]) == 1

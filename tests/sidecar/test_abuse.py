@@ -485,6 +485,18 @@ def _answer_with_retry(port: int, raw: bytes, bound: float = 15.0) -> int:
     return 0
 
 
+def _closed_by_server(sock: socket.socket, data: bytes) -> bool:
+    """Sends ``data`` (if any) on the non-blocking ``sock``: has the server closed it?"""
+    try:
+        if data:
+            sock.send(data)
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False  # open, and nothing to read
+    except OSError:
+        return True  # reset: closed
+
+
 @pytest.mark.slow
 def test_idle_and_slow_connections_are_closed(served: Served) -> None:
     """A connection that sends nothing, and one that trickles its head, are closed after the
@@ -500,23 +512,10 @@ def test_idle_and_slow_connections_are_closed(served: Served) -> None:
         slow.setblocking(False)
         head = b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 1000
         for i in range(300):  # 30 s at most
-            if "slow" not in closed:
-                try:
-                    slow.send(head[i : i + 1])
-                    if slow.recv(1) == b"":
-                        closed["slow"] = time.monotonic() - start
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    closed["slow"] = time.monotonic() - start
-            if "idle" not in closed:
-                try:
-                    if idle.recv(1) == b"":
-                        closed["idle"] = time.monotonic() - start
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    closed["idle"] = time.monotonic() - start
+            # The slow client trickles one byte of its head per round; the idle one sends none.
+            for name, sock, data in (("slow", slow, head[i : i + 1]), ("idle", idle, b"")):
+                if name not in closed and _closed_by_server(sock, data):
+                    closed[name] = time.monotonic() - start
             if len(closed) == 2:
                 break
             time.sleep(0.1)
