@@ -276,14 +276,14 @@ def test_a_restart_keeps_this_pods_drain_and_repairs_an_earlier_pods(
     )
     HoldFile(tmp_path, f"127.0.0.1:{port}").write("drain", "prestop hook")  # this pod's
     same_pod = build(e)
-    same_pod.start_up(app_start_timeout=10)
+    same_pod.start_up(app_start_timeout=30)
     same_pod.close()
     assert not same_pod.state.repaired
     assert enabled_in(nacos, port) is False
 
     HoldFile(tmp_path, f"127.0.0.1:{port}", pod="pod-old").write("drain", "prestop hook")
     new_pod = build(e)
-    new_pod.start_up(app_start_timeout=10)
+    new_pod.start_up(app_start_timeout=30)
     new_pod.close()
     assert new_pod.state.repaired
     assert enabled_in(nacos, port) is True
