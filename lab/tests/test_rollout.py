@@ -137,10 +137,17 @@ def test_a_consumer_without_endpoints_forces_the_quiet_window() -> None:
 
 
 def test_the_sidecar_tells_the_consumers_too() -> None:
-    """`prestop serve` runs the same sequence: its drains end on the consumers' knowledge."""
-    settings = RolloutSettings(strategy="agent", mode="sidecar", notify=True, **SHORT)
+    """`prestop serve` runs the same sequence: it tells every consumer and sees each let go.
+
+    As in the exec test above, the drain's end may be the quiet window rather than that
+    knowledge on a busy machine (a starved consumer thread's request voids it), so the test
+    asserts what the sidecar learnt, and --min-wait 4 leaves time to learn it."""
+    settings = RolloutSettings(strategy="agent", mode="sidecar", notify=True, min_wait=4.0, **SHORT)
     result = run_rollout(settings)
     assert result.errors == 0, result.errors_by_kind
     for pod in result.pods:
         drain = pod.prestop_summary["phases"]["drain"]
-        assert drain["reason"] == "consumers_let_go", drain
+        assert drain["reason"] in ("consumers_let_go", "quiet"), drain
+        assert len(drain["consumers"]["let_go"]) == 3, drain
+        assert drain["consumers"]["unconfirmed"] == {}, drain
+        assert drain["consumers"]["all_let_go_after_s"] is not None, drain
