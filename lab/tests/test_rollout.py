@@ -6,7 +6,7 @@ from typing import TypedDict
 
 import pytest
 
-from prestop_lab.rollout import RolloutSettings, run_rollout
+from prestop_lab.rollout import RolloutResult, RolloutSettings, run_rollout
 
 pytestmark = pytest.mark.slow
 
@@ -109,13 +109,18 @@ def test_told_consumers_all_let_go_and_nothing_is_lost() -> None:
     a fake clock (tests/drain); here --min-wait 4 gives every consumer time to be seen letting
     go before either end is possible."""
     result = run_rollout(RolloutSettings(strategy="agent", notify=True, min_wait=4.0, **SHORT))
+    assert_every_consumer_let_go(result)
+
+
+def assert_every_consumer_let_go(result: RolloutResult) -> None:
+    """No failed request, and each pod's drain saw all 3 consumers let go, whichever end won."""
     assert result.errors == 0, result.errors_by_kind
     for pod in result.pods:
         drain = pod.prestop_summary["phases"]["drain"]
         assert drain["reason"] in ("consumers_let_go", "quiet"), drain
-        assert drain["consumers"]["consumers"] == 3
+        assert drain["consumers"]["consumers"] == 3, drain
         assert len(drain["consumers"]["let_go"]) == 3, drain
-        assert drain["consumers"]["unconfirmed"] == {}
+        assert drain["consumers"]["unconfirmed"] == {}, drain
         assert drain["consumers"]["all_let_go_after_s"] is not None, drain
 
 
@@ -143,11 +148,4 @@ def test_the_sidecar_tells_the_consumers_too() -> None:
     knowledge on a busy machine (a starved consumer thread's request voids it), so the test
     asserts what the sidecar learnt, and --min-wait 4 leaves time to learn it."""
     settings = RolloutSettings(strategy="agent", mode="sidecar", notify=True, min_wait=4.0, **SHORT)
-    result = run_rollout(settings)
-    assert result.errors == 0, result.errors_by_kind
-    for pod in result.pods:
-        drain = pod.prestop_summary["phases"]["drain"]
-        assert drain["reason"] in ("consumers_let_go", "quiet"), drain
-        assert len(drain["consumers"]["let_go"]) == 3, drain
-        assert drain["consumers"]["unconfirmed"] == {}, drain
-        assert drain["consumers"]["all_let_go_after_s"] is not None, drain
+    assert_every_consumer_let_go(run_rollout(settings))
